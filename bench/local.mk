@@ -1,0 +1,6 @@
+# bench/: speed against peers measured in the same run; never a pass/fail test.
+noinst_PROGRAMS += bench/bench_conv
+bench_bench_conv_SOURCES = bench/bench_conv.c
+bench_bench_conv_CFLAGS = $(AM_CFLAGS) $(BLAS_CFLAGS)
+bench_bench_conv_LDADD = engine/libengine.la $(BLAS_LIBS) $(JANSSON_LIBS) $(OPENMP_CFLAGS) -lm
+EXTRA_DIST += bench/README.md

@@ -1,0 +1,157 @@
+/* activation.c: pointwise activations and softmax, in place. */
+#include "engine/activation.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "engine/error.h"
+
+static inline float act_one(enum eng_act act, float param, float v)
+{
+    switch (act) {
+    case ENG_ACT_RELU:
+        return v > 0.0f ? v : 0.0f;
+    case ENG_ACT_RELU6:
+        return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v);
+    case ENG_ACT_LEAKY_RELU:
+        return v >= 0.0f ? v : v * param;
+    case ENG_ACT_GELU:
+        return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    case ENG_ACT_QUICK_GELU:
+        return v / (1.0f + expf(-1.702f * v));
+    case ENG_ACT_SIGMOID:
+        return 1.0f / (1.0f + expf(-v));
+    case ENG_ACT_NONE:
+        break;
+    }
+    return v;
+}
+
+void eng_act_rows(enum eng_act act, float param, float *x, int64_t rows, int64_t cols, int64_t ld)
+{
+    if (act == ENG_ACT_NONE)
+        return;
+    for (int64_t r = 0; r < rows; r++) {
+        float *p = x + r * ld;
+        /* One loop per activation so the compiler vectorises the common ones. */
+        switch (act) {
+        case ENG_ACT_RELU:
+            for (int64_t i = 0; i < cols; i++)
+                p[i] = p[i] > 0.0f ? p[i] : 0.0f;
+            break;
+        case ENG_ACT_RELU6:
+            for (int64_t i = 0; i < cols; i++)
+                p[i] = p[i] < 0.0f ? 0.0f : (p[i] > 6.0f ? 6.0f : p[i]);
+            break;
+        default:
+            for (int64_t i = 0; i < cols; i++)
+                p[i] = act_one(act, param, p[i]);
+            break;
+        }
+    }
+}
+
+/* Tensors are walked as rows of their innermost dimension. */
+struct rows_view {
+    int64_t nrows, cols;
+    int64_t ne[3];
+    size_t nb[3];
+    char *base;
+};
+
+static struct rows_view rows_of(const struct eng_tensor *t)
+{
+    struct rows_view v = {1, t->ne[t->ndim - 1], {1, 1, 1}, {0, 0, 0}, (char *)t->data};
+    int outer = t->ndim - 1;
+    for (int d = 0; d < outer; d++) {
+        v.ne[3 - outer + d] = t->ne[d];
+        v.nb[3 - outer + d] = t->nb[d];
+        v.nrows *= t->ne[d];
+    }
+    return v;
+}
+
+static float *row_ptr(const struct rows_view *v, int64_t r)
+{
+    int64_t i2 = r % v->ne[2], q = r / v->ne[2];
+    int64_t i1 = q % v->ne[1], i0 = q / v->ne[1];
+    return (float *)(v->base + i0 * v->nb[0] + i1 * v->nb[1] + i2 * v->nb[2]);
+}
+
+struct act_job {
+    struct rows_view v;
+    enum eng_act act;
+    float param;
+    bool softmax;
+};
+
+static void softmax_row(float *p, int64_t n)
+{
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        m = p[i] > m ? p[i] : m;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        p[i] = expf(p[i] - m);
+        s += p[i];
+    }
+    float inv = 1.0f / s;
+    for (int64_t i = 0; i < n; i++)
+        p[i] *= inv;
+}
+
+static void act_part(void *arg, int ith, int nth)
+{
+    const struct act_job *j = arg;
+    int64_t r0, r1;
+    eng_split(j->v.nrows, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        float *p = row_ptr(&j->v, r);
+        if (j->softmax)
+            softmax_row(p, j->v.cols);
+        else
+            eng_act_rows(j->act, j->param, p, 1, j->v.cols, j->v.cols);
+    }
+}
+
+static int tasks_for(int64_t nelem, int64_t nrows)
+{
+    /* Waking a thread costs microseconds; below ~32k elements one thread is faster. */
+    if (nelem < 32768)
+        return 1;
+    return nrows > 64 ? 64 : (int)nrows;
+}
+
+void eng_activation(const struct eng_ctx *ctx, enum eng_act act, float param, struct eng_tensor *t)
+{
+    if (act == ENG_ACT_NONE)
+        return;
+    struct act_job j = {rows_of(t), act, param, false};
+    eng_parallel(ctx, tasks_for(eng_tensor_nelem(t), j.v.nrows), act_part, &j);
+}
+
+void eng_softmax(const struct eng_ctx *ctx, struct eng_tensor *t)
+{
+    struct act_job j = {rows_of(t), ENG_ACT_NONE, 0.0f, true};
+    eng_parallel(ctx, tasks_for(eng_tensor_nelem(t), j.v.nrows), act_part, &j);
+}
+
+int eng_act_parse(const char *s, enum eng_act *out)
+{
+    static const struct {
+        const char *name;
+        enum eng_act act;
+    } names[] = {
+        {"none", ENG_ACT_NONE},         {"relu", ENG_ACT_RELU},   {"relu6", ENG_ACT_RELU6},
+        {"leaky_relu", ENG_ACT_LEAKY_RELU}, {"gelu", ENG_ACT_GELU}, {"quick_gelu", ENG_ACT_QUICK_GELU},
+        {"sigmoid", ENG_ACT_SIGMOID},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (s && strcmp(s, names[i].name) == 0) {
+            *out = names[i].act;
+            return 0;
+        }
+    return eng_error("unknown activation '%s' (expected none, relu, relu6, leaky_relu, gelu, quick_gelu, sigmoid)",
+                     s ? s : "(null)");
+}

@@ -1,0 +1,41 @@
+/* Activations, applied in place to rows of floats; also the fused epilogue of conv/linear.
+ *
+ *   eng_act_rows(ENG_ACT_RELU6, 0.0f, y, rows, cols, ld);      // in place, one thread
+ *   eng_activation(ctx, ENG_ACT_GELU, 0.0f, &t);                // in place on a tensor, threaded
+ *   eng_softmax(ctx, &t);                                       // over the innermost dimension
+ *
+ * GELU is the exact erf form (PyTorch's default, approximate='none'); QuickGELU is
+ * x * sigmoid(1.702 x) as in CLIP/FaRL; LeakyReLU's slope is the param.
+ */
+#ifndef SALIENT_ENGINE_ACTIVATION_H
+#define SALIENT_ENGINE_ACTIVATION_H
+
+#include <stdint.h>
+
+#include "engine/ctx.h"
+#include "engine/tensor.h"
+
+enum eng_act {
+    ENG_ACT_NONE = 0,
+    ENG_ACT_RELU,
+    ENG_ACT_RELU6,
+    ENG_ACT_LEAKY_RELU, /* param: negative slope */
+    ENG_ACT_GELU,
+    ENG_ACT_QUICK_GELU,
+    ENG_ACT_SIGMOID,
+};
+
+/* Apply act to rows x cols floats starting at x, rows ld floats apart; calling thread only. */
+void eng_act_rows(enum eng_act act, float param, float *x, int64_t rows, int64_t cols, int64_t ld);
+
+/* Apply act in place to every element of t (any strides), split over ctx's threads. */
+void eng_activation(const struct eng_ctx *ctx, enum eng_act act, float param, struct eng_tensor *t);
+
+/* Numerically stable softmax over the innermost dimension, in place. */
+void eng_softmax(const struct eng_ctx *ctx, struct eng_tensor *t);
+
+/* Parse "relu", "relu6", "leaky_relu", "gelu", "quick_gelu", "sigmoid", "none".
+ * Returns 0, or -1 with a message. */
+int eng_act_parse(const char *s, enum eng_act *out);
+
+#endif

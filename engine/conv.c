@@ -1,0 +1,1 @@
+/* conv.c: placeholder until its module lands. */

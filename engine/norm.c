@@ -1,0 +1,1 @@
+/* norm.c: placeholder until its module lands. */

@@ -1,0 +1,1 @@
+/* pad.c: placeholder until its module lands. */

@@ -1,0 +1,1 @@
+/* pooling.c: placeholder until its module lands. */

@@ -1,0 +1,1 @@
+/* pooling.h: placeholder */

@@ -1,0 +1,1 @@
+/* resize.c: placeholder until its module lands. */

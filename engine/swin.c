@@ -1,0 +1,1 @@
+/* swin.c: placeholder until its module lands. */

@@ -1,0 +1,1 @@
+/* swin.h: placeholder */

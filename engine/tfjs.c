@@ -1,0 +1,1 @@
+/* tfjs.c: placeholder until its module lands. */

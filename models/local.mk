@@ -1,0 +1,8 @@
+# models/: one file per model family, manifest parsing (knows the engine, not HTTP).
+noinst_LTLIBRARIES += models/libmodels.la
+models_libmodels_la_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+models_libmodels_la_LIBADD = engine/libengine.la $(JANSSON_LIBS)
+models_libmodels_la_SOURCES = \
+	models/manifest.c models/manifest.h \
+	models/repository.c models/repository.h
+EXTRA_DIST += models/README.md

@@ -1,0 +1,76 @@
+/* Test fixtures: PyTorch-made inputs and expected outputs, and the comparison that prints
+ * the worst error per op.
+ *
+ *   static struct fx fx;
+ *   START_TEST(conv_case) {
+ *       json_t *c = fx_case(&fx, _i);                       // table row _i
+ *       struct eng_tensor x, want;
+ *       float *xb = fx_load(&fx, c, "x", &x), *wb = fx_load(&fx, c, "y", &want);
+ *       ... run the op into got ...
+ *       fx_check("conv2d", c, &got, &want, 1e-5);
+ *       free(xb); free(wb);
+ *   } END_TEST
+ *   int main(void) {
+ *       fx_open(&fx, "conv");                                // tests/unit/fixtures/conv.safetensors
+ *       TCase *tc = tcase_create("torch");
+ *       tcase_add_loop_test(tc, conv_case, 0, fx_ncases(&fx));
+ *       return fx_run(suite_with(tc, "conv"));
+ *   }
+ *
+ * A fixture file is safetensors: tensors named "<case>/<key>" (NHWC activations, torch-layout
+ * weights) and __metadata__["cases"], a JSON list of {"name": ..., params...}: the case table
+ * lives in the Python generator (tests/unit/fixtures/gen_<module>.py), once.
+ */
+#ifndef SALIENT_TESTS_FIXTURE_H
+#define SALIENT_TESTS_FIXTURE_H
+
+#include <check.h>
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "engine/safetensors.h"
+#include "engine/tensor.h"
+
+struct fx {
+    char module[64];
+    struct eng_st_file *file;
+    json_t *cases; /* owned */
+};
+
+/* Open $SALIENT_FIXTURES/<module>.safetensors (default tests/unit/fixtures); exits the test
+ * program with a message if it is missing or malformed. */
+void fx_open(struct fx *fx, const char *module);
+void fx_close(struct fx *fx);
+int fx_ncases(const struct fx *fx);
+/* Case i (borrowed). */
+json_t *fx_case(const struct fx *fx, int i);
+const char *fx_name(json_t *c);
+/* Parameters of a case; a missing key fails the test (no silent defaults). */
+int fx_int(json_t *c, const char *key);
+double fx_num(json_t *c, const char *key);
+const char *fx_str(json_t *c, const char *key);
+bool fx_bool(json_t *c, const char *key);
+/* Like fx_int but returns def when absent. */
+int fx_int_or(json_t *c, const char *key, int def);
+/* Integer list param into out (at most cap); returns its length. */
+int fx_ints(json_t *c, const char *key, int64_t *out, int cap);
+
+/* Load tensor "<case>/<key>" as a contiguous fp32 tensor; returns the malloc'd buffer (caller
+ * frees), fails the test if absent. */
+float *fx_load(const struct fx *fx, json_t *c, const char *key, struct eng_tensor *t);
+/* True if "<case>/<key>" exists. */
+bool fx_has(const struct fx *fx, json_t *c, const char *key);
+
+/* Compare got with want (shapes equal; got may be strided): the max abs difference must be
+ * <= tol * max(1, max|want|). Records the worst error per op for fx_run's report; fails the
+ * test with op, case, index and both values otherwise. Returns the max abs difference. */
+double fx_check(const char *op, json_t *c, const struct eng_tensor *got, const struct eng_tensor *want,
+                double tol);
+
+/* A suite with one test case. */
+Suite *suite_with(TCase *tc, const char *name);
+/* Run in-process (so the worst-error table survives), print "worst |err| per op", return
+ * the exit status for main. */
+int fx_run(Suite *s);
+
+#endif
