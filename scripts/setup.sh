@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# setup.sh: install what salient needs on Debian bookworm (as root), then build it.
+# Idempotent: installs only missing packages and rebuilds only what changed.
+#   scripts/setup.sh            # packages + build
+#   SALIENT_SKIP_APT=1 scripts/setup.sh   # build only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build and run-time packages, all from Debian. Add a package here, not in a README step.
+PACKAGES=(
+  build-essential autoconf automake libtool pkg-config git ca-certificates curl
+  libmicrohttpd-dev libjansson-dev check libopenblas-dev libturbojpeg0-dev libpng-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ] && [ -z "${SALIENT_SKIP_APT:-}" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages: ${missing[*]}; run as root (or install them) first" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Out-of-tree build in build/, so the source tree stays clean.
+if [ ! -x configure ] || [ configure.ac -nt configure ]; then
+  echo "setup: autoreconf"
+  autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
+fi
+mkdir -p build
+if [ ! -f build/Makefile ] || [ configure -nt build/config.status ]; then
+  echo "setup: configure"
+  (cd build && ../configure --enable-werror ${SALIENT_CONFIGURE_FLAGS:-} >/dev/null)
+fi
+echo "setup: make"
+make -C build -j"$(nproc)" >/dev/null
+echo "setup: built build/server/salientd"
