@@ -1,1 +1,472 @@
-/* swin.c: placeholder until its module lands. */
+/* swin.c: torchvision Swin ops: shifted-window multi-head attention and patch merging. */
+#include "engine/swin.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/error.h"
+#include "engine/gemm.h"
+
+/* Windows are processed in blocks of about this many tokens per thread, so the qkv and proj
+ * GEMMs see a few hundred rows (efficient) while the working set stays in L2. */
+#define SW_BLOCK_ROWS 448
+
+static size_t sw_align(size_t b)
+{
+    return (b + ENG_ARENA_ALIGN - 1) / ENG_ARENA_ALIGN * ENG_ARENA_ALIGN;
+}
+
+/* out[k, n] = in[n, k]: torch's Linear weight [out, in] becomes the [in, out] B of a plain GEMM. */
+static void sw_transpose(float *out, const float *in, int64_t rows, int64_t cols)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            out[c * rows + r] = in[r * cols + c];
+}
+
+void eng_swin_relative_position_index(int win_h, int win_w, int64_t *index)
+{
+    int64_t t = (int64_t)win_h * win_w;
+    for (int64_t p = 0; p < t; p++)
+        for (int64_t q = 0; q < t; q++) {
+            int64_t dh = p / win_w - q / win_w + (win_h - 1);
+            int64_t dw = p % win_w - q % win_w + (win_w - 1);
+            index[p * t + q] = dh * (2 * win_w - 1) + dw;
+        }
+}
+
+void eng_swin_attn_free(struct eng_swin_attn *a)
+{
+    free(a->qkv_wt);
+    free(a->qkv_b);
+    free(a->proj_wt);
+    free(a->proj_b);
+    free(a->bias);
+    a->qkv_wt = a->qkv_b = a->proj_wt = a->proj_b = a->bias = NULL;
+}
+
+int eng_swin_attn_init(struct eng_swin_attn *a, int64_t dim, int64_t heads, int win_h, int win_w, int shift_h,
+                       int shift_w, const float *qkv_w, const float *qkv_b, const float *proj_w,
+                       const float *proj_b, const float *rel_table)
+{
+    memset(a, 0, sizeof *a);
+    if (dim <= 0 || heads <= 0 || dim % heads != 0)
+        return eng_error("swin attention: dim %lld is not a positive multiple of %lld heads", (long long)dim,
+                         (long long)heads);
+    if (win_h <= 0 || win_w <= 0 || win_h > 64 || win_w > 64)
+        return eng_error("swin attention: window %dx%d outside 1..64", win_h, win_w);
+    if (shift_h < 0 || shift_w < 0 || shift_h >= win_h || shift_w >= win_w)
+        return eng_error("swin attention: shift (%d, %d) outside [0, window (%d, %d))", shift_h, shift_w, win_h,
+                         win_w);
+    a->dim = dim;
+    a->heads = heads;
+    a->head_dim = dim / heads;
+    a->win_h = win_h;
+    a->win_w = win_w;
+    a->shift_h = shift_h;
+    a->shift_w = shift_w;
+    int64_t t = (int64_t)win_h * win_w;
+    a->qkv_wt = malloc(sizeof(float) * (size_t)(3 * dim * dim));
+    a->qkv_b = calloc((size_t)(3 * dim), sizeof(float));
+    a->proj_wt = malloc(sizeof(float) * (size_t)(dim * dim));
+    a->proj_b = calloc((size_t)dim, sizeof(float));
+    a->bias = malloc(sizeof(float) * (size_t)(heads * t * t));
+    int64_t *index = malloc(sizeof(int64_t) * (size_t)(t * t));
+    if (!a->qkv_wt || !a->qkv_b || !a->proj_wt || !a->proj_b || !a->bias || !index) {
+        free(index);
+        eng_swin_attn_free(a);
+        return eng_error("swin attention: out of memory for dim %lld", (long long)dim);
+    }
+    sw_transpose(a->qkv_wt, qkv_w, 3 * dim, dim);
+    sw_transpose(a->proj_wt, proj_w, dim, dim);
+    if (qkv_b)
+        memcpy(a->qkv_b, qkv_b, sizeof(float) * (size_t)(3 * dim));
+    if (proj_b)
+        memcpy(a->proj_b, proj_b, sizeof(float) * (size_t)dim);
+    eng_swin_relative_position_index(win_h, win_w, index);
+    for (int64_t h = 0; h < heads; h++)
+        for (int64_t pq = 0; pq < t * t; pq++)
+            a->bias[h * t * t + pq] = rel_table[index[pq] * heads + h];
+    free(index);
+    return 0;
+}
+
+/* The per-call geometry: padded sizes, effective shifts, window counts. */
+struct sw_geom {
+    int64_t n, h, w, ph, pw, nwh, nww, nwin, t;
+    int sh, sw;
+};
+
+static void sw_geom_make(const struct eng_swin_attn *a, int64_t n, int64_t h, int64_t w, struct sw_geom *g)
+{
+    g->n = n;
+    g->h = h;
+    g->w = w;
+    g->ph = (h + a->win_h - 1) / a->win_h * a->win_h;
+    g->pw = (w + a->win_w - 1) / a->win_w * a->win_w;
+    /* torchvision: no shift where one window already spans the (padded) map. */
+    g->sh = a->win_h >= g->ph ? 0 : a->shift_h;
+    g->sw = a->win_w >= g->pw ? 0 : a->shift_w;
+    g->nwh = g->ph / a->win_h;
+    g->nww = g->pw / a->win_w;
+    g->nwin = n * g->nwh * g->nww;
+    g->t = (int64_t)a->win_h * a->win_w;
+}
+
+static int64_t sw_block_windows(const struct sw_geom *g)
+{
+    int64_t wb = SW_BLOCK_ROWS / g->t;
+    if (wb < 1)
+        wb = 1;
+    return wb < g->nwin ? wb : g->nwin;
+}
+
+static int sw_slices(int nthreads, const struct sw_geom *g)
+{
+    int64_t s = nthreads < 1 ? 1 : nthreads;
+    return (int)(s < g->nwin ? s : g->nwin);
+}
+
+/* Bytes of one thread's slice: tokens X (reused for the attention output), qkv (reused for the
+ * projection), one head's scores, the tokens' region labels. */
+static size_t sw_slice_bytes(const struct eng_swin_attn *a, const struct sw_geom *g)
+{
+    size_t rows = (size_t)(sw_block_windows(g) * g->t), c = (size_t)a->dim;
+    return sw_align(rows * c * sizeof(float)) + sw_align(rows * 3 * c * sizeof(float)) +
+           sw_align((size_t)(g->t * g->t) * sizeof(float)) + sw_align((size_t)g->t * sizeof(int));
+}
+
+size_t eng_swin_attn_scratch_bytes(const struct eng_swin_attn *a, int nthreads, int64_t n, int64_t h, int64_t w)
+{
+    if (n <= 0 || h <= 0 || w <= 0)
+        return 0;
+    struct sw_geom g;
+    sw_geom_make(a, n, h, w, &g);
+    return (size_t)sw_slices(nthreads, &g) * sw_slice_bytes(a, &g);
+}
+
+struct sw_job {
+    const struct eng_swin_attn *a;
+    const struct eng_tensor *x;
+    struct eng_tensor *y;
+    bool accumulate;
+    struct sw_geom g;
+    char *scratch; /* nslices slices of slice_bytes */
+    size_t slice_bytes;
+    int nslices;
+};
+
+/* Region label of a rolled, padded coordinate, as torchvision's three slices
+ * [0, P-win), [P-win, P-shift), [P-shift, P) label them; one region when not shifted. */
+static int sw_region(int64_t v, int64_t p, int win, int shift)
+{
+    if (shift == 0)
+        return 0;
+    return v < p - win ? 0 : (v < p - shift ? 1 : 2);
+}
+
+/* Pixel of x (or y) behind token tok of window gw, or NULL for a padding token. The token sits
+ * at (yy, xx) of the rolled map, which holds padded pixel ((yy+sh) mod ph, (xx+sw) mod pw). */
+static char *sw_pixel(const struct sw_job *job, const struct eng_tensor *t, int64_t gw, int64_t tok, int *region)
+{
+    const struct sw_geom *g = &job->g;
+    const struct eng_swin_attn *a = job->a;
+    int64_t per_img = g->nwh * g->nww;
+    int64_t n = gw / per_img, wi = gw % per_img;
+    int64_t yy = (wi / g->nww) * a->win_h + tok / a->win_w;
+    int64_t xx = (wi % g->nww) * a->win_w + tok % a->win_w;
+    if (region)
+        *region = sw_region(yy, g->ph, a->win_h, g->sh) * 3 + sw_region(xx, g->pw, a->win_w, g->sw);
+    int64_t sy = (yy + g->sh) % g->ph, sx = (xx + g->sw) % g->pw;
+    if (sy >= g->h || sx >= g->w)
+        return NULL;
+    return (char *)t->data + n * t->nb[0] + sy * t->nb[1] + sx * t->nb[2];
+}
+
+/* In-place softmax of one row, as torch's last-dim kernel: max, exp(x - max), times 1/sum. */
+static void sw_softmax_row(float *s, int64_t n)
+{
+    float mx = s[0];
+    for (int64_t i = 1; i < n; i++)
+        mx = s[i] > mx ? s[i] : mx;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        s[i] = expf(s[i] - mx);
+        sum += s[i];
+    }
+    float inv = 1.0f / sum;
+    for (int64_t i = 0; i < n; i++)
+        s[i] *= inv;
+}
+
+static void sw_attn_block(const struct sw_job *job, int64_t w0, int64_t nw, float *xb, float *qkv, float *sc,
+                          int *reg)
+{
+    const struct eng_swin_attn *a = job->a;
+    const struct sw_geom *g = &job->g;
+    int64_t t = g->t, c = a->dim, c3 = 3 * c, hd = a->head_dim, rows = nw * t;
+    bool masked = g->sh > 0 || g->sw > 0;
+    size_t row_bytes = (size_t)c * sizeof(float);
+
+    for (int64_t w = 0; w < nw; w++)
+        for (int64_t k = 0; k < t; k++) {
+            const char *p = sw_pixel(job, job->x, w0 + w, k, NULL);
+            float *dst = xb + (w * t + k) * c;
+            if (p)
+                memcpy(dst, p, row_bytes);
+            else
+                memset(dst, 0, row_bytes);
+        }
+
+    eng_gemm_serial(false, false, rows, c3, c, 1.0f, xb, c, a->qkv_wt, c3, 0.0f, qkv, c3);
+    /* torch scales q after adding the bias: q = (x Wq + bq) * hd^-0.5. */
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int64_t r = 0; r < rows; r++) {
+        float *q = qkv + r * c3;
+        for (int64_t j = 0; j < c3; j++)
+            q[j] += a->qkv_b[j];
+        for (int64_t j = 0; j < c; j++)
+            q[j] *= scale;
+    }
+
+    for (int64_t w = 0; w < nw; w++) {
+        const float *qw = qkv + w * t * c3;
+        float *ow = xb + w * t * c; /* the tokens are no longer needed: the output goes there */
+        if (masked)
+            for (int64_t k = 0; k < t; k++)
+                (void)sw_pixel(job, job->x, w0 + w, k, &reg[k]);
+        for (int64_t h = 0; h < a->heads; h++) {
+            eng_gemm_serial(false, true, t, t, hd, 1.0f, qw + h * hd, c3, qw + c + h * hd, c3, 0.0f, sc, t);
+            const float *bias = a->bias + h * t * t;
+            for (int64_t i = 0; i < t; i++) {
+                float *s = sc + i * t;
+                const float *b = bias + i * t;
+                if (masked)
+                    for (int64_t j = 0; j < t; j++)
+                        s[j] = (s[j] + b[j]) + (reg[i] != reg[j] ? -100.0f : 0.0f);
+                else
+                    for (int64_t j = 0; j < t; j++)
+                        s[j] += b[j];
+                sw_softmax_row(s, t);
+            }
+            eng_gemm_serial(false, false, t, hd, t, 1.0f, sc, t, qw + 2 * c + h * hd, c3, 0.0f, ow + h * hd, c);
+        }
+    }
+
+    float *out = qkv; /* [rows, c] */
+    eng_gemm_serial(false, false, rows, c, c, 1.0f, xb, c, a->proj_wt, c, 0.0f, out, c);
+    for (int64_t w = 0; w < nw; w++)
+        for (int64_t k = 0; k < t; k++) {
+            float *p = (float *)sw_pixel(job, job->y, w0 + w, k, NULL);
+            if (!p)
+                continue;
+            const float *o = out + (w * t + k) * c;
+            if (job->accumulate)
+                for (int64_t j = 0; j < c; j++)
+                    p[j] += o[j] + a->proj_b[j];
+            else
+                for (int64_t j = 0; j < c; j++)
+                    p[j] = o[j] + a->proj_b[j];
+        }
+}
+
+static void sw_attn_task(void *arg, int ith, int nth)
+{
+    const struct sw_job *job = arg;
+    assert(ith < job->nslices);
+    const struct sw_geom *g = &job->g;
+    int64_t wb = sw_block_windows(g), rows = wb * g->t, c = job->a->dim, b0, b1;
+    char *s = job->scratch + (size_t)ith * job->slice_bytes;
+    float *xb = (float *)s;
+    s += sw_align((size_t)(rows * c) * sizeof(float));
+    float *qkv = (float *)s;
+    s += sw_align((size_t)(rows * 3 * c) * sizeof(float));
+    float *sc = (float *)s;
+    s += sw_align((size_t)(g->t * g->t) * sizeof(float));
+    int *reg = (int *)s;
+    eng_split(g->nwin, ith, nth, &b0, &b1);
+    for (int64_t w = b0; w < b1; w += wb)
+        sw_attn_block(job, w, b1 - w < wb ? b1 - w : wb, xb, qkv, sc, reg);
+}
+
+int eng_swin_window_attention(struct eng_ctx *ctx, const struct eng_swin_attn *a, const struct eng_tensor *x,
+                              struct eng_tensor *y, bool accumulate)
+{
+    char s1[64], s2[64];
+    if (x->ndim != 4 || x->ne[3] != a->dim || x->ne[0] <= 0 || x->ne[1] <= 0 || x->ne[2] <= 0)
+        return eng_error("swin attention: input '%s' has shape %s, expected [N,H,W,%lld]", x->name,
+                         eng_shape_str(x, s1, sizeof s1), (long long)a->dim);
+    if (!eng_tensor_same_shape(x, y))
+        return eng_error("swin attention: output '%s' has shape %s, expected %s like input '%s'", y->name,
+                         eng_shape_str(y, s1, sizeof s1), eng_shape_str(x, s2, sizeof s2), x->name);
+    if (x->data != y->data) {
+        /* Partial overlap would let one window's write clobber another's input; exact aliasing
+         * is fine because each window is read whole before it is written. */
+        const char *xb = (const char *)x->data, *yb = (const char *)y->data;
+        size_t xs = x->nb[0] * (size_t)x->ne[0], ys = y->nb[0] * (size_t)y->ne[0];
+        if (xb < yb + ys && yb < xb + xs)
+            return eng_error("swin attention: output '%s' partly overlaps input '%s'", y->name, x->name);
+    } else if (memcmp(x->nb, y->nb, sizeof x->nb) != 0) {
+        return eng_error("swin attention: output '%s' aliases input '%s' with other strides", y->name, x->name);
+    }
+
+    struct sw_job job = {.a = a, .x = x, .y = y, .accumulate = accumulate};
+    sw_geom_make(a, x->ne[0], x->ne[1], x->ne[2], &job.g);
+    job.nslices = sw_slices(ctx->nthreads, &job.g);
+    job.slice_bytes = sw_slice_bytes(a, &job.g);
+    size_t mark = eng_arena_mark(&ctx->scratch);
+    job.scratch = eng_arena_alloc(&ctx->scratch, job.slice_bytes * (size_t)job.nslices);
+    if (!job.scratch)
+        return -1;
+    eng_parallel(ctx, job.nslices, sw_attn_task, &job);
+    eng_arena_rewind(&ctx->scratch, mark);
+    return 0;
+}
+
+/* ---- patch merging ---- */
+
+void eng_swin_merge_free(struct eng_swin_merge *m)
+{
+    free(m->norm_w);
+    free(m->norm_b);
+    free(m->red_wt);
+    m->norm_w = m->norm_b = m->red_wt = NULL;
+}
+
+int eng_swin_merge_init(struct eng_swin_merge *m, int64_t dim, const float *norm_w, const float *norm_b,
+                        const float *red_w)
+{
+    memset(m, 0, sizeof *m);
+    if (dim <= 0)
+        return eng_error("swin patch merging: dim %lld must be positive", (long long)dim);
+    m->dim = dim;
+    m->eps = 1e-5f;
+    m->norm_w = malloc(sizeof(float) * (size_t)(4 * dim));
+    m->norm_b = malloc(sizeof(float) * (size_t)(4 * dim));
+    m->red_wt = malloc(sizeof(float) * (size_t)(8 * dim * dim));
+    if (!m->norm_w || !m->norm_b || !m->red_wt) {
+        eng_swin_merge_free(m);
+        return eng_error("swin patch merging: out of memory for dim %lld", (long long)dim);
+    }
+    memcpy(m->norm_w, norm_w, sizeof(float) * (size_t)(4 * dim));
+    memcpy(m->norm_b, norm_b, sizeof(float) * (size_t)(4 * dim));
+    sw_transpose(m->red_wt, red_w, 2 * dim, 4 * dim);
+    return 0;
+}
+
+struct pm_job {
+    const struct eng_tensor *x;
+    /* destination rows: pixel (n, i, j) at dst + ((n*h2 + i)*w2 + j)*ld, unless dst_t is set */
+    float *dst;
+    int64_t ld;
+    const struct eng_tensor *dst_t;
+    const struct eng_swin_merge *m; /* NULL: gather only */
+    int64_t h2, w2;
+};
+
+/* LayerNorm of one row as torch's CPU kernel writes it: (x*rstd + (-rstd*mean))*gamma + beta.
+ * The moments are accumulated in double; torch's Welford in float agrees to ~1e-7. */
+static void pm_layer_norm(float *v, int64_t n, const float *gamma, const float *beta, float eps)
+{
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        s += v[i];
+    double mean = s / (double)n, ss = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = v[i] - mean;
+        ss += d * d;
+    }
+    float rstd = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    float shift = -rstd * (float)mean;
+    for (int64_t i = 0; i < n; i++)
+        v[i] = (v[i] * rstd + shift) * gamma[i] + beta[i];
+}
+
+static void pm_gather_task(void *arg, int ith, int nth)
+{
+    const struct pm_job *job = arg;
+    const struct eng_tensor *x = job->x;
+    int64_t c = x->ne[3], rows = x->ne[0] * job->h2, r0, r1;
+    size_t row_bytes = (size_t)c * sizeof(float);
+    /* torchvision's order: x0 = (0,0), x1 = (1,0), x2 = (0,1), x3 = (1,1) as (dy, dx). */
+    static const int dy[4] = {0, 1, 0, 1}, dx[4] = {0, 0, 1, 1};
+    eng_split(rows, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t n = r / job->h2, i = r % job->h2;
+        for (int64_t j = 0; j < job->w2; j++) {
+            float *out = job->dst_t ? (float *)((char *)job->dst_t->data + n * job->dst_t->nb[0] +
+                                                i * job->dst_t->nb[1] + j * job->dst_t->nb[2])
+                                    : job->dst + (r * job->w2 + j) * job->ld;
+            for (int k = 0; k < 4; k++) {
+                int64_t sy = 2 * i + dy[k], sx = 2 * j + dx[k];
+                if (sy < x->ne[1] && sx < x->ne[2])
+                    memcpy(out + k * c, (const char *)x->data + n * x->nb[0] + sy * x->nb[1] + sx * x->nb[2],
+                           row_bytes);
+                else
+                    memset(out + k * c, 0, row_bytes);
+            }
+            if (job->m)
+                pm_layer_norm(out, 4 * c, job->m->norm_w, job->m->norm_b, job->m->eps);
+        }
+    }
+}
+
+static int pm_check(const char *what, const struct eng_tensor *x, const struct eng_tensor *y, int64_t c_out)
+{
+    char s1[64], s2[64];
+    if (x->ndim != 4 || x->ne[0] <= 0 || x->ne[1] <= 0 || x->ne[2] <= 0 || x->ne[3] <= 0)
+        return eng_error("swin %s: input '%s' has shape %s, expected [N,H,W,C]", what, x->name,
+                         eng_shape_str(x, s1, sizeof s1));
+    int64_t h2 = (x->ne[1] + 1) / 2, w2 = (x->ne[2] + 1) / 2;
+    if (y->ndim != 4 || y->ne[0] != x->ne[0] || y->ne[1] != h2 || y->ne[2] != w2 || y->ne[3] != c_out)
+        return eng_error("swin %s: output '%s' has shape %s, expected [%lld,%lld,%lld,%lld] for input '%s' %s",
+                         what, y->name, eng_shape_str(y, s1, sizeof s1), (long long)x->ne[0], (long long)h2,
+                         (long long)w2, (long long)c_out, x->name, eng_shape_str(x, s2, sizeof s2));
+    return 0;
+}
+
+int eng_swin_patch_gather(const struct eng_ctx *ctx, const struct eng_tensor *x, struct eng_tensor *y)
+{
+    if (pm_check("patch gather", x, y, x->ndim == 4 ? 4 * x->ne[3] : 0) < 0)
+        return -1;
+    struct pm_job job = {.x = x, .dst_t = y, .h2 = y->ne[1], .w2 = y->ne[2]};
+    int64_t rows = y->ne[0] * y->ne[1];
+    eng_parallel(ctx, rows > INT32_MAX ? 0 : (int)rows, pm_gather_task, &job);
+    return 0;
+}
+
+size_t eng_swin_merge_scratch_bytes(const struct eng_swin_merge *m, int64_t n, int64_t h, int64_t w)
+{
+    if (n <= 0 || h <= 0 || w <= 0)
+        return 0;
+    return sw_align((size_t)(n * ((h + 1) / 2) * ((w + 1) / 2) * 4 * m->dim) * sizeof(float));
+}
+
+int eng_swin_patch_merge(struct eng_ctx *ctx, const struct eng_swin_merge *m, const struct eng_tensor *x,
+                         struct eng_tensor *y)
+{
+    char s1[64];
+    if (x->ndim == 4 && x->ne[3] != m->dim)
+        return eng_error("swin patch merging: input '%s' has %lld channels, expected %lld", x->name,
+                         (long long)x->ne[3], (long long)m->dim);
+    if (pm_check("patch merging", x, y, 2 * m->dim) < 0)
+        return -1;
+    /* One GEMM over every output pixel needs them as evenly spaced rows. */
+    int64_t ld = (int64_t)(y->nb[2] / sizeof(float));
+    if (y->nb[1] != (size_t)y->ne[2] * y->nb[2] || y->nb[0] != (size_t)y->ne[1] * y->nb[1])
+        return eng_error("swin patch merging: output '%s' %s is not a run of evenly spaced pixels", y->name,
+                         eng_shape_str(y, s1, sizeof s1));
+    int64_t rows = y->ne[0] * y->ne[1] * y->ne[2], c4 = 4 * m->dim;
+    size_t mark = eng_arena_mark(&ctx->scratch);
+    float *buf = eng_arena_floats(&ctx->scratch, (size_t)(rows * c4));
+    if (!buf)
+        return -1;
+    struct pm_job job = {.x = x, .dst = buf, .ld = c4, .m = m, .h2 = y->ne[1], .w2 = y->ne[2]};
+    int64_t grows = y->ne[0] * y->ne[1];
+    eng_parallel(ctx, grows > INT32_MAX ? 0 : (int)grows, pm_gather_task, &job);
+    eng_gemm(ctx, false, false, rows, 2 * m->dim, c4, 1.0f, buf, c4, m->red_wt, 2 * m->dim, 0.0f, y->data, ld);
+    eng_arena_rewind(&ctx->scratch, mark);
+    return 0;
+}
