@@ -1,1 +1,298 @@
-int main(void) { return 77; } /* placeholder: skipped until written */
+/* test_conv.c: eng_conv2d against PyTorch (fixtures/gen_conv.py) on every path, plus its error paths. */
+#include "config.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/conv.h"
+#include "engine/ctx.h"
+#include "engine/error.h"
+#include "tests/unit/fixture.h"
+
+static struct fx fx;
+
+/* Values outside the views the conv may touch; any change means it wrote out of bounds. */
+#define SENTINEL 555.0f
+#define X_JUNK 1.0e30f
+
+/* Each case runs on one thread and on three (uneven splits). */
+static const int thread_counts[] = {1, 3};
+#define NTHREAD_COUNTS ((int)(sizeof thread_counts / sizeof thread_counts[0]))
+
+static struct eng_conv_params params_of(json_t *c)
+{
+    struct eng_conv_params p = {0};
+    int64_t pads[4];
+    ck_assert_int_eq(fx_ints(c, "pads", pads, 4), 4);
+    p.cin = fx_int(c, "cin");
+    p.cout = fx_int(c, "cout");
+    p.kh = fx_int(c, "kh");
+    p.kw = fx_int(c, "kw");
+    p.stride_h = fx_int(c, "sh");
+    p.stride_w = fx_int(c, "sw");
+    p.dil_h = fx_int(c, "dh");
+    p.dil_w = fx_int(c, "dw");
+    p.groups = fx_int(c, "groups");
+    p.pad_same = fx_bool(c, "same");
+    p.pad_t = (int)pads[0];
+    p.pad_b = (int)pads[1];
+    p.pad_l = (int)pads[2];
+    p.pad_r = (int)pads[3];
+    ck_assert_msg(eng_act_parse(fx_str(c, "act"), &p.act) == 0, "%s", eng_errmsg());
+    return p;
+}
+
+static const char *path_name(const struct eng_conv *conv)
+{
+    const struct eng_conv_params *p = &conv->p;
+    if (conv->depthwise)
+        return "conv2d depthwise";
+    if (p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->groups == 1 && !p->pad_t &&
+        !p->pad_b && !p->pad_l && !p->pad_r)
+        return "conv2d 1x1 gemm";
+    return "conv2d im2col";
+}
+
+/* A [n, h + dh, w + dw, c + dc] buffer filled with fill, and the [n, h, w, c] view of it at
+ * spatial offset (oy, ox) and channel offset oc. */
+static float *wide_buffer(const int64_t *ne, int64_t dh, int64_t dw, int64_t dc, int64_t oy, int64_t ox, int64_t oc,
+                          float fill, struct eng_tensor *view, struct eng_tensor *whole)
+{
+    int64_t wne[4] = {ne[0], ne[1] + dh, ne[2] + dw, ne[3] + dc};
+    size_t n = (size_t)(wne[0] * wne[1] * wne[2] * wne[3]);
+    float *buf = malloc(n * sizeof(float));
+    ck_assert_ptr_nonnull(buf);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = fill;
+    *whole = eng_tensor_make("wide", buf, 4, wne);
+    struct eng_tensor v = eng_tensor_slice(whole, 1, oy, ne[1]);
+    v = eng_tensor_slice(&v, 2, ox, ne[2]);
+    v = eng_tensor_slice(&v, 3, oc, ne[3]);
+    *view = v;
+    return buf;
+}
+
+/* Count elements of whole outside view that no longer hold fill. */
+static int64_t touched_outside(const struct eng_tensor *whole, const struct eng_tensor *view, float fill)
+{
+    int64_t n = 0;
+    const char *lo = (const char *)view->data;
+    for (int64_t b = 0; b < whole->ne[0]; b++)
+        for (int64_t y = 0; y < whole->ne[1]; y++)
+            for (int64_t x = 0; x < whole->ne[2]; x++)
+                for (int64_t c = 0; c < whole->ne[3]; c++) {
+                    const float *p = eng_tensor_at(whole, (int64_t[]){b, y, x, c});
+                    /* Inside the view iff the offset from its origin decomposes into its index ranges. */
+                    ptrdiff_t off = (const char *)p - lo;
+                    bool inside = false;
+                    if (off >= 0) {
+                        size_t o = (size_t)off;
+                        int64_t ib = (int64_t)(o / view->nb[0]);
+                        o %= view->nb[0];
+                        int64_t iy = (int64_t)(o / view->nb[1]);
+                        o %= view->nb[1];
+                        int64_t ix = (int64_t)(o / view->nb[2]);
+                        o %= view->nb[2];
+                        int64_t ic = (int64_t)(o / view->nb[3]);
+                        inside = ib < view->ne[0] && iy < view->ne[1] && ix < view->ne[2] && ic < view->ne[3];
+                    }
+                    if (!inside && *p != fill)
+                        n++;
+                }
+    return n;
+}
+
+START_TEST(conv_case)
+{
+    json_t *c = fx_case(&fx, _i);
+    struct eng_tensor x, want, w, b, t;
+    float *xb = fx_load(&fx, c, "x", &x), *yb = fx_load(&fx, c, "y", &want), *wb = NULL, *bb = NULL;
+    struct eng_conv_params p = params_of(c);
+    bool hwio = fx_bool(c, "hwio");
+    wb = fx_load(&fx, c, hwio ? "w_hwio" : "w", &w);
+    if (fx_bool(c, "bias"))
+        bb = fx_load(&fx, c, "b", &b);
+    struct eng_conv conv;
+    int rc = hwio ? eng_conv_init_hwio(&conv, fx_name(c), &p, w.data, bb)
+                  : eng_conv_init_oihw(&conv, fx_name(c), &p, w.data, bb);
+    ck_assert_msg(rc == 0, "%s", eng_errmsg());
+    if (fx_bool(c, "bn")) {
+        float *bn[4];
+        static const char *keys[4] = {"gamma", "beta", "mean", "var"};
+        for (int i = 0; i < 4; i++)
+            bn[i] = fx_load(&fx, c, keys[i], &t);
+        ck_assert_msg(eng_conv_fold_bn(&conv, bn[0], bn[1], bn[2], bn[3], (float)fx_num(c, "eps")) == 0, "%s",
+                      eng_errmsg());
+        for (int i = 0; i < 4; i++)
+            free(bn[i]);
+    }
+    if (p.pad_same) {
+        int64_t sp[4];
+        int t0, b0, l0, r0;
+        fx_ints(c, "same_pads", sp, 4);
+        eng_conv_same_padding(x.ne[1], p.kh, p.stride_h, p.dil_h, &t0, &b0);
+        eng_conv_same_padding(x.ne[2], p.kw, p.stride_w, p.dil_w, &l0, &r0);
+        ck_assert_msg(t0 == sp[0] && b0 == sp[1] && l0 == sp[2] && r0 == sp[3],
+                      "%s: SAME pads %d,%d,%d,%d, torch %lld,%lld,%lld,%lld", fx_name(c), t0, b0, l0, r0,
+                      (long long)sp[0], (long long)sp[1], (long long)sp[2], (long long)sp[3]);
+    }
+    int64_t oh, ow;
+    ck_assert_msg(eng_conv_out_size(&conv, x.ne[1], x.ne[2], &oh, &ow) == 0, "%s", eng_errmsg());
+    ck_assert_msg(oh == want.ne[1] && ow == want.ne[2], "%s: out size %lldx%lld, torch %lldx%lld", fx_name(c),
+                  (long long)oh, (long long)ow, (long long)want.ne[1], (long long)want.ne[2]);
+
+    int wide = fx_int(c, "wide");
+    for (int ti = 0; ti < NTHREAD_COUNTS; ti++) {
+        int nth = thread_counts[ti];
+        struct eng_tensor xv = x, yv, xw, yw;
+        float *xwide = NULL, *ywide;
+        if (wide) {
+            /* x: a channel prefix of a buffer 5 channels wider (and, for wide=2, a window inside a
+             * larger image); junk around it must never be read. */
+            int64_t s = wide == 2;
+            xwide = wide_buffer(x.ne, 2 * s, 3 * s, 5, s, 2 * s, 0, X_JUNK, &xv, &xw);
+            ck_assert_int_eq(eng_tensor_copy(&xv, &x), 0);
+        }
+        int64_t s = wide == 2;
+        ywide = wide_buffer(want.ne, wide ? 3 * s : 0, wide ? 2 * s : 0, wide ? 7 : 0, wide ? 2 * s : 0, s,
+                            wide ? 3 : 0, SENTINEL, &yv, &yw);
+        struct eng_ctx ctx;
+        ck_assert_int_eq(eng_ctx_init(&ctx, nth, eng_conv2d_scratch_bytes(&conv, xv.ne, nth)), 0);
+        ck_assert_msg(eng_conv2d(&ctx, &conv, &xv, &yv) == 0, "%s (%d threads): %s", fx_name(c), nth, eng_errmsg());
+        ck_assert_int_eq(ctx.scratch.used, 0); /* scratch given back */
+        fx_check(path_name(&conv), c, &yv, &want, 1e-5);
+        ck_assert_msg(touched_outside(&yw, &yv, SENTINEL) == 0, "%s: wrote outside the output view", fx_name(c));
+        eng_ctx_free(&ctx);
+        free(xwide);
+        free(ywide);
+    }
+    eng_conv_free(&conv);
+    free(xb);
+    free(yb);
+    free(wb);
+    free(bb);
+}
+END_TEST
+
+static void small_conv(struct eng_conv *conv, struct eng_conv_params *p)
+{
+    static float w[4 * 3 * 3 * 3];
+    for (int i = 0; i < (int)(sizeof w / sizeof w[0]); i++)
+        w[i] = (float)(i % 7) - 3.0f;
+    *p = eng_conv_torch(3, 4, 3, 1, 1, 1, 1);
+    ck_assert_int_eq(eng_conv_init_oihw(conv, "err.conv", p, w, NULL), 0);
+}
+
+START_TEST(error_shapes)
+{
+    struct eng_conv conv;
+    struct eng_conv_params p;
+    small_conv(&conv, &p);
+    static float xb[2 * 6 * 6 * 4], yb[2 * 7 * 6 * 4];
+    struct eng_ctx ctx;
+    ck_assert_int_eq(eng_ctx_init(&ctx, 2, 1 << 20), 0);
+
+    struct eng_tensor x = eng_tensor_make("x", xb, 4, (int64_t[]){2, 6, 6, 3});
+    struct eng_tensor y = eng_tensor_make("y", yb, 4, (int64_t[]){2, 7, 6, 4});
+    ck_assert_int_eq(eng_conv2d(&ctx, &conv, &x, &y), -1);
+    ck_assert_msg(strstr(eng_errmsg(), "[2,7,6,4]") && strstr(eng_errmsg(), "expected [2,6,6,4]") &&
+                      strstr(eng_errmsg(), "[2,6,6,3]"),
+                  "message: %s", eng_errmsg());
+
+    struct eng_tensor x4 = eng_tensor_make("x4", xb, 4, (int64_t[]){2, 6, 6, 4});
+    y = eng_tensor_make("y", yb, 4, (int64_t[]){2, 6, 6, 4});
+    ck_assert_int_eq(eng_conv2d(&ctx, &conv, &x4, &y), -1);
+    ck_assert_msg(strstr(eng_errmsg(), "x4") && strstr(eng_errmsg(), "[N,H,W,3]"), "message: %s", eng_errmsg());
+
+    struct eng_tensor x3 = eng_tensor_make("x3", xb, 3, (int64_t[]){6, 6, 3});
+    ck_assert_int_eq(eng_conv2d(&ctx, &conv, &x3, &y), -1);
+
+    /* Scratch too small: the arena's message comes through. */
+    struct eng_ctx tiny;
+    ck_assert_int_eq(eng_ctx_init(&tiny, 1, 256), 0);
+    ck_assert_int_eq(eng_conv2d(&tiny, &conv, &x, &y), -1);
+    ck_assert_msg(strstr(eng_errmsg(), "too small") && strstr(eng_errmsg(), "err.conv"), "message: %s",
+                  eng_errmsg());
+    ck_assert_int_eq(tiny.scratch.used, 0);
+    eng_ctx_free(&tiny);
+    eng_ctx_free(&ctx);
+    eng_conv_free(&conv);
+    eng_conv_free(&conv); /* twice is harmless */
+}
+END_TEST
+
+START_TEST(error_geometry)
+{
+    static float w[7 * 7 * 4 * 4], xb[3 * 3 * 4], yb[64];
+    struct eng_conv conv;
+    struct eng_conv_params p = eng_conv_torch(4, 6, 3, 1, 1, 1, 4); /* 4 groups do not divide 6 */
+    ck_assert_int_eq(eng_conv_init_oihw(&conv, "bad.groups", &p, w, NULL), -1);
+    ck_assert_msg(strstr(eng_errmsg(), "bad.groups") && strstr(eng_errmsg(), "groups 4"), "message: %s",
+                  eng_errmsg());
+    eng_conv_free(&conv);
+    p = eng_conv_torch(4, 4, 3, 0, 1, 1, 1);
+    ck_assert_int_eq(eng_conv_init_hwio(&conv, "bad.stride", &p, w, NULL), -1);
+    eng_conv_free(&conv);
+
+    /* 7x7 unpadded kernel over a 3x3 input. */
+    p = eng_conv_torch(4, 4, 7, 1, 0, 1, 1);
+    ck_assert_int_eq(eng_conv_init_oihw(&conv, "big.kernel", &p, w, NULL), 0);
+    int64_t oh, ow;
+    ck_assert_int_eq(eng_conv_out_size(&conv, 3, 3, &oh, &ow), -1);
+    ck_assert_msg(strstr(eng_errmsg(), "smaller than its 7x7 kernel"), "message: %s", eng_errmsg());
+    struct eng_ctx ctx;
+    ck_assert_int_eq(eng_ctx_init(&ctx, 1, 1 << 16), 0);
+    struct eng_tensor x = eng_tensor_make("x", xb, 4, (int64_t[]){1, 3, 3, 4});
+    struct eng_tensor y = eng_tensor_make("y", yb, 4, (int64_t[]){1, 1, 1, 4});
+    ck_assert_int_eq(eng_conv2d(&ctx, &conv, &x, &y), -1);
+    ck_assert_uint_eq(eng_conv2d_scratch_bytes(&conv, x.ne, 1), 0);
+
+    /* A batch norm with a non-positive variance is refused and leaves the conv as it was. */
+    float ones[4] = {1, 1, 1, 1}, zeros[4] = {0}, var[4] = {1, 1, -2, 1};
+    float w0 = conv.w[0];
+    ck_assert_int_eq(eng_conv_fold_bn(&conv, ones, zeros, zeros, var, 1e-5f), -1);
+    ck_assert_msg(strstr(eng_errmsg(), "channel 2"), "message: %s", eng_errmsg());
+    ck_assert(conv.bias == NULL && conv.w[0] == w0);
+    eng_ctx_free(&ctx);
+    eng_conv_free(&conv);
+}
+END_TEST
+
+START_TEST(padding_helpers)
+{
+    static const struct {
+        int64_t in;
+        int k, s, d, before, after;
+    } t[] = {
+        {10, 3, 2, 1, 0, 1}, {9, 3, 1, 1, 1, 1}, {13, 5, 2, 1, 2, 2}, {224, 7, 2, 1, 2, 3},
+        {1, 1, 1, 1, 0, 0},  {5, 3, 2, 2, 2, 2}, {8, 1, 2, 1, 0, 0},  {416, 3, 1, 1, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        int b, a;
+        eng_conv_same_padding(t[i].in, t[i].k, t[i].s, t[i].d, &b, &a);
+        ck_assert_msg(b == t[i].before && a == t[i].after, "in %lld k %d s %d d %d: %d,%d want %d,%d",
+                      (long long)t[i].in, t[i].k, t[i].s, t[i].d, b, a, t[i].before, t[i].after);
+        /* SAME always gives ceil(in / stride) outputs. */
+        ck_assert_int_eq(eng_conv_out_dim(t[i].in, t[i].k, t[i].s, t[i].d, b, a), (t[i].in + t[i].s - 1) / t[i].s);
+    }
+    ck_assert_int_eq(eng_conv_out_dim(224, 7, 2, 1, 3, 3), 112);
+    ck_assert_int_eq(eng_conv_out_dim(37, 7, 2, 1, 3, 3), 19);
+    ck_assert_int_eq(eng_conv_out_dim(3, 7, 1, 1, 0, 0), 0);
+}
+END_TEST
+
+int main(void)
+{
+    fx_open(&fx, "conv");
+    TCase *tc = tcase_create("torch");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, conv_case, 0, fx_ncases(&fx));
+    tcase_add_test(tc, error_shapes);
+    tcase_add_test(tc, error_geometry);
+    tcase_add_test(tc, padding_helpers);
+    int rc = fx_run(suite_with(tc, "conv"));
+    fx_close(&fx);
+    return rc;
+}
