@@ -11,7 +11,7 @@ static inline float act_one(enum eng_act act, float param, float v)
 {
     switch (act) {
     case ENG_ACT_RELU:
-        return v > 0.0f ? v : 0.0f;
+        return v < 0.0f ? 0.0f : v; /* NaN passes through, as in torch */
     case ENG_ACT_RELU6:
         return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v);
     case ENG_ACT_LEAKY_RELU:
@@ -38,7 +38,7 @@ void eng_act_rows(enum eng_act act, float param, float *x, int64_t rows, int64_t
         switch (act) {
         case ENG_ACT_RELU:
             for (int64_t i = 0; i < cols; i++)
-                p[i] = p[i] > 0.0f ? p[i] : 0.0f;
+                p[i] = p[i] < 0.0f ? 0.0f : p[i];
             break;
         case ENG_ACT_RELU6:
             for (int64_t i = 0; i < cols; i++)
