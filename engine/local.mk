@@ -1,6 +1,6 @@
 # engine/: tensors, arenas, threads, ops, checkpoint readers (knows nothing of HTTP or models).
 noinst_LTLIBRARIES += engine/libengine.la
-engine_libengine_la_CFLAGS = $(AM_CFLAGS) $(BLAS_CFLAGS) $(JANSSON_CFLAGS)
+engine_libengine_la_CFLAGS = $(AM_CFLAGS) $(ENGINE_OPT_CFLAGS) $(BLAS_CFLAGS) $(JANSSON_CFLAGS)
 engine_libengine_la_LIBADD = $(BLAS_LIBS) $(JANSSON_LIBS) $(OPENMP_CFLAGS) -lm
 engine_libengine_la_SOURCES = \
 	engine/error.c engine/error.h \
