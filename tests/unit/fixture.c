@@ -206,6 +206,73 @@ double fx_check(const char *op, json_t *c, const struct eng_tensor *got, const s
     return worst;
 }
 
+float *fx_widen(const struct eng_tensor *t, int64_t pre, int64_t post, bool copy, struct eng_tensor *view,
+                int64_t *total)
+{
+    int64_t ne[ENG_MAX_DIMS];
+    int last = t->ndim - 1;
+    memcpy(ne, t->ne, sizeof ne);
+    ne[last] += pre + post;
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim; d++)
+        n *= ne[d];
+    float *buf = malloc((size_t)(n ? n : 1) * sizeof(float));
+    ck_assert_ptr_nonnull(buf);
+    for (int64_t i = 0; i < n; i++)
+        buf[i] = NAN;
+    struct eng_tensor wide = eng_tensor_make(t->name, buf, t->ndim, ne);
+    *view = eng_tensor_slice(&wide, last, pre, t->ne[last]);
+    if (copy)
+        ck_assert_int_eq(eng_tensor_copy(view, t), 0);
+    *total = n;
+    return buf;
+}
+
+void fx_check_guards(const char *op, json_t *c, const float *buf, int64_t n, int64_t pre, int64_t ch,
+                     int64_t post)
+{
+    int64_t wide_c = pre + ch + post;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t k = i % wide_c;
+        if (k < pre || k >= pre + ch)
+            ck_assert_msg(isnan(buf[i]), "%s %s: wrote outside its channel slice at %lld", op, fx_name(c),
+                          (long long)i);
+    }
+}
+
+void fx_tmpdir_make(char *tmpl)
+{
+    if (!mkdtemp(tmpl)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+}
+
+void fx_tmpdir_remove(const char *dir)
+{
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+}
+
+void fx_write_file(const char *dir, const char *name, const void *bytes, size_t n, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s", dir, name);
+    FILE *fp = fopen(path, "wb");
+    ck_assert_msg(fp != NULL, "cannot write %s", path);
+    if (n)
+        ck_assert_uint_eq(fwrite(bytes, 1, n, fp), n);
+    ck_assert_int_eq(fclose(fp), 0);
+}
+
+void fx_assert_error(const char *path, const char *want)
+{
+    const char *msg = eng_errmsg();
+    ck_assert_msg(strncmp(msg, path, strlen(path)) == 0, "message '%s' does not start with '%s'", msg, path);
+    ck_assert_msg(strstr(msg, want) != NULL, "message '%s' lacks '%s'", msg, want);
+}
+
 Suite *suite_with(TCase *tc, const char *name)
 {
     Suite *s = suite_create(name);

@@ -27,6 +27,8 @@
 #include <check.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "engine/safetensors.h"
 #include "engine/tensor.h"
@@ -66,6 +68,39 @@ bool fx_has(const struct fx *fx, json_t *c, const char *key);
  * test with op, case, index and both values otherwise. Returns the max abs difference. */
 double fx_check(const char *op, json_t *c, const struct eng_tensor *got, const struct eng_tensor *want,
                 double tol);
+
+/* Guarded outputs: a kernel under test reads from and writes into a channel slice of a wider,
+ * NaN-filled buffer, so one that ignores the row stride, writes outside its slice or leaves an
+ * output cell unwritten shows up in fx_check_guards or fx_check.
+ *
+ *   int64_t n;
+ *   struct eng_tensor y;
+ *   float *yb = fx_widen(&want, 3, 5, false, &y, &n);   // channels [3, 3+C) of C+8, rest NaN
+ *   ... run the op into y, fx_check(..., &y, &want, tol) ...
+ *   fx_check_guards("op", c, yb, n, 3, want.ne[want.ndim - 1], 5);
+ *   free(yb);
+ *
+ * fx_widen returns a malloc'd buffer (caller frees) of t's shape with pre + post extra
+ * innermost elements, all NaN; *view is the slice of t's shape inside it, holding a copy of t
+ * when copy is set; *total gets the buffer's element count. Fails the test if out of memory. */
+float *fx_widen(const struct eng_tensor *t, int64_t pre, int64_t post, bool copy, struct eng_tensor *view,
+                int64_t *total);
+/* Fail the test, naming op and case, if any of buf's n floats outside the slice (rows of
+ * pre + ch + post, slice at [pre, pre + ch)) is not NaN any more. */
+void fx_check_guards(const char *op, json_t *c, const float *buf, int64_t n, int64_t pre, int64_t ch,
+                     int64_t post);
+
+/* Scratch files for reader tests. fx_tmpdir_make turns tmpl ("/tmp/name-XXXXXX", modified
+ * in place) into a new directory or exits the program; fx_tmpdir_remove deletes it and
+ * everything under it (a warning on stderr if it cannot). */
+void fx_tmpdir_make(char *tmpl);
+void fx_tmpdir_remove(const char *dir);
+/* Write n bytes to dir/name (replacing it); the path goes into path (cap bytes). Fails the
+ * test if the file cannot be written whole. */
+void fx_write_file(const char *dir, const char *name, const void *bytes, size_t n, char *path, size_t cap);
+/* The last engine error (eng_errmsg) must start with path and contain want; fails the test
+ * with the message otherwise. */
+void fx_assert_error(const char *path, const char *want);
 
 /* A suite with one test case. */
 Suite *suite_with(TCase *tc, const char *name);

@@ -12,42 +12,6 @@
 static struct fx fx;
 static struct eng_ctx ctx1, ctx3;
 
-/* A NaN-filled buffer holding t's shape with `pre` and `post` extra channels; *view is the
- * slice of t's shape inside it (a copy of t when copy is set). NaN guards catch a kernel that
- * ignores the row stride or writes outside its slice. */
-static float *widen(const struct eng_tensor *t, int64_t pre, int64_t post, bool copy, struct eng_tensor *view,
-                    int64_t *total)
-{
-    int64_t ne[ENG_MAX_DIMS];
-    int last = t->ndim - 1;
-    memcpy(ne, t->ne, sizeof ne);
-    ne[last] += pre + post;
-    int64_t n = 1;
-    for (int d = 0; d < t->ndim; d++)
-        n *= ne[d];
-    float *buf = malloc((size_t)(n ? n : 1) * sizeof(float));
-    ck_assert_ptr_nonnull(buf);
-    for (int64_t i = 0; i < n; i++)
-        buf[i] = NAN;
-    struct eng_tensor wide = eng_tensor_make(t->name, buf, t->ndim, ne);
-    *view = eng_tensor_slice(&wide, last, pre, t->ne[last]);
-    if (copy)
-        ck_assert_int_eq(eng_tensor_copy(view, t), 0);
-    *total = n;
-    return buf;
-}
-
-static void check_guards(const char *op, json_t *c, const float *buf, int64_t n, int64_t wide_c, int64_t pre,
-                         int64_t ch)
-{
-    for (int64_t i = 0; i < n; i++) {
-        int64_t k = i % wide_c;
-        if (k < pre || k >= pre + ch)
-            ck_assert_msg(isnan(buf[i]), "%s %s: wrote outside its channel slice at %lld", op, fx_name(c),
-                          (long long)i);
-    }
-}
-
 START_TEST(act_case)
 {
     json_t *c = fx_case(&fx, _i);
@@ -57,7 +21,7 @@ START_TEST(act_case)
     int64_t pre = slice ? 3 : 0, post = slice ? 5 : 0, n;
     struct eng_tensor x0, want, x;
     float *xb0 = fx_load(&fx, c, "x", &x0), *wb = fx_load(&fx, c, "y", &want);
-    float *xb = widen(&x0, pre, post, true, &x, &n);
+    float *xb = fx_widen(&x0, pre, post, true, &x, &n);
     int64_t cols = x.ne[x.ndim - 1], rows = eng_tensor_nelem(&x) / cols;
     if (strcmp(name, "softmax") == 0) {
         eng_softmax(&ctx3, &x);
@@ -75,7 +39,7 @@ START_TEST(act_case)
      * within a few ulp, so 1e-5 (relative to max(1, |y|)) holds. */
     fx_check(op, c, &x, &want, 1e-5);
     if (slice)
-        check_guards(op, c, xb, n, cols + pre + post, pre, cols);
+        fx_check_guards(op, c, xb, n, pre, cols, post);
     free(xb);
     free(xb0);
     free(wb);

@@ -14,42 +14,6 @@
 static struct fx fx;
 static struct eng_ctx ctx1, ctx3;
 
-/* A NaN-filled buffer holding t's shape with `pre` and `post` extra channels; *view is the
- * slice of t's shape inside it (a copy of t when copy is set). NaN guards catch a kernel that
- * ignores the row stride, writes outside its slice, or leaves an output cell unwritten. */
-static float *widen(const struct eng_tensor *t, int64_t pre, int64_t post, bool copy, struct eng_tensor *view,
-                    int64_t *total)
-{
-    int64_t ne[ENG_MAX_DIMS];
-    int last = t->ndim - 1;
-    memcpy(ne, t->ne, sizeof ne);
-    ne[last] += pre + post;
-    int64_t n = 1;
-    for (int d = 0; d < t->ndim; d++)
-        n *= ne[d];
-    float *buf = malloc((size_t)(n ? n : 1) * sizeof(float));
-    ck_assert_ptr_nonnull(buf);
-    for (int64_t i = 0; i < n; i++)
-        buf[i] = NAN;
-    struct eng_tensor wide = eng_tensor_make(t->name, buf, t->ndim, ne);
-    *view = eng_tensor_slice(&wide, last, pre, t->ne[last]);
-    if (copy)
-        ck_assert_int_eq(eng_tensor_copy(view, t), 0);
-    *total = n;
-    return buf;
-}
-
-static void check_guards(const char *op, json_t *c, const float *buf, int64_t n, int64_t wide_c, int64_t pre,
-                         int64_t ch)
-{
-    for (int64_t i = 0; i < n; i++) {
-        int64_t k = i % wide_c;
-        if (k < pre || k >= pre + ch)
-            ck_assert_msg(isnan(buf[i]), "%s %s: wrote outside its channel slice at %lld", op, fx_name(c),
-                          (long long)i);
-    }
-}
-
 static enum eng_act act_of(json_t *c)
 {
     enum eng_act act;
@@ -82,11 +46,11 @@ START_TEST(eltwise_case)
         inb[n] = fx_load(&fx, c, "x", &in[n]), n++;
     }
     for (int i = 0; i < n; i++)
-        vb[i] = widen(&in[i], pre, post, true, &v[i], &nv[i]);
+        vb[i] = fx_widen(&in[i], pre, post, true, &v[i], &nv[i]);
     if (inplace) {
         y = v[0];
     } else {
-        yb = widen(&want, pre, post, false, &y, &ny);
+        yb = fx_widen(&want, pre, post, false, &y, &ny);
     }
 
     int rc;
@@ -113,9 +77,9 @@ START_TEST(eltwise_case)
     fx_check(op, c, &y, &want, 1e-5);
     int64_t ch = want.ne[want.ndim - 1];
     if (slice && !inplace)
-        check_guards(op, c, yb, ny, ch + pre + post, pre, ch);
+        fx_check_guards(op, c, yb, ny, pre, ch, post);
     for (int i = 0; slice && i < n; i++)
-        check_guards(op, c, vb[i], nv[i], in[i].ne[in[i].ndim - 1] + pre + post, pre, in[i].ne[in[i].ndim - 1]);
+        fx_check_guards(op, c, vb[i], nv[i], pre, in[i].ne[in[i].ndim - 1], post);
     for (int i = 0; i < n; i++) {
         free(inb[i]);
         free(vb[i]);

@@ -9,6 +9,7 @@
 #include "engine/error.h"
 #include "models/manifest.h"
 #include "models/repository.h"
+#include "tests/unit/fixture.h"
 
 static const struct {
     const char *name;
@@ -79,14 +80,6 @@ START_TEST(fields_and_defaults)
 }
 END_TEST
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 START_TEST(repository_scan)
 {
     char dir[] = "/tmp/salient-repo-XXXXXX", p[512];
@@ -96,14 +89,14 @@ START_TEST(repository_scan)
         snprintf(p, sizeof p, "%s/%s", dir, models[i]);
         ck_assert_int_eq(mkdir(p, 0700), 0);
     }
-    snprintf(p, sizeof p, "%s/zeta/manifest.json", dir);
-    write_file(p, "{\"family\": \"swin\"}");
-    snprintf(p, sizeof p, "%s/alpha/manifest.json", dir);
-    write_file(p, "{\"family\": \"densenet\"}");
-    snprintf(p, sizeof p, "%s/broken/manifest.json", dir);
-    write_file(p, "{\"family\": 1}");
-    snprintf(p, sizeof p, "%s/file.txt", dir);
-    write_file(p, "not a model");
+    static const char *files[][2] = {
+        {"zeta/manifest.json", "{\"family\": \"swin\"}"},
+        {"alpha/manifest.json", "{\"family\": \"densenet\"}"},
+        {"broken/manifest.json", "{\"family\": 1}"},
+        {"file.txt", "not a model"},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        fx_write_file(dir, files[i][0], files[i][1], strlen(files[i][1]), p, sizeof p);
 
     struct mdl_repository r;
     ck_assert_int_eq(mdl_repository_scan(&r, dir), 0);
@@ -133,15 +126,9 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("manifest");
     TCase *tc = tcase_create("manifest");
     tcase_add_loop_test(tc, parse_case, 0, (int)(sizeof cases / sizeof cases[0]));
     tcase_add_test(tc, fields_and_defaults);
     tcase_add_test(tc, repository_scan);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return fx_run(suite_with(tc, "manifest"));
 }

@@ -12,42 +12,6 @@
 static struct fx fx;
 static struct eng_ctx ctx1, ctx3;
 
-/* A NaN-filled buffer holding t's shape with `pre` and `post` extra channels; *view is the
- * slice of t's shape inside it (a copy of t when copy is set). NaN guards catch a kernel that
- * ignores the row stride, writes outside its slice, or leaves an output cell unwritten. */
-static float *widen(const struct eng_tensor *t, int64_t pre, int64_t post, bool copy, struct eng_tensor *view,
-                    int64_t *total)
-{
-    int64_t ne[ENG_MAX_DIMS];
-    int last = t->ndim - 1;
-    memcpy(ne, t->ne, sizeof ne);
-    ne[last] += pre + post;
-    int64_t n = 1;
-    for (int d = 0; d < t->ndim; d++)
-        n *= ne[d];
-    float *buf = malloc((size_t)(n ? n : 1) * sizeof(float));
-    ck_assert_ptr_nonnull(buf);
-    for (int64_t i = 0; i < n; i++)
-        buf[i] = NAN;
-    struct eng_tensor wide = eng_tensor_make(t->name, buf, t->ndim, ne);
-    *view = eng_tensor_slice(&wide, last, pre, t->ne[last]);
-    if (copy)
-        ck_assert_int_eq(eng_tensor_copy(view, t), 0);
-    *total = n;
-    return buf;
-}
-
-static void check_guards(const char *op, json_t *c, const float *buf, int64_t n, int64_t wide_c, int64_t pre,
-                         int64_t ch)
-{
-    for (int64_t i = 0; i < n; i++) {
-        int64_t k = i % wide_c;
-        if (k < pre || k >= pre + ch)
-            ck_assert_msg(isnan(buf[i]), "%s %s: wrote outside its channel slice at %lld", op, fx_name(c),
-                          (long long)i);
-    }
-}
-
 START_TEST(pad_case)
 {
     json_t *c = fx_case(&fx, _i);
@@ -55,20 +19,20 @@ START_TEST(pad_case)
     int64_t pre = slice ? 3 : 0, post = slice ? 5 : 0, pads[4], nx, ny;
     struct eng_tensor x0, want, x, y;
     float *xb0 = fx_load(&fx, c, "x", &x0), *wb = fx_load(&fx, c, "y", &want);
-    float *xb = widen(&x0, pre, post, true, &x, &nx);
+    float *xb = fx_widen(&x0, pre, post, true, &x, &nx);
     ck_assert_int_eq(fx_ints(c, "pad", pads, 4), 4);
     struct eng_pad2d p = {(int)pads[0], (int)pads[1], (int)pads[2], (int)pads[3], ENG_PAD_CONSTANT,
                           (float)fx_num(c, "value")};
     ck_assert_msg(eng_pad_parse(fx_str(c, "mode"), &p.mode) == 0, "%s", eng_errmsg());
     const struct eng_ctx *ctxs[2] = {&ctx1, &ctx3};
     for (int t = 0; t < 2; t++) {
-        float *yb = widen(&want, pre, post, false, &y, &ny);
+        float *yb = fx_widen(&want, pre, post, false, &y, &ny);
         ck_assert_msg(eng_pad2d(ctxs[t], &p, &x, &y) == 0, "%s: %s", fx_name(c), eng_errmsg());
         char op[32];
         snprintf(op, sizeof op, "pad2d_%s", fx_str(c, "mode"));
         fx_check(op, c, &y, &want, 0.0); /* a copy: exact */
         if (slice)
-            check_guards(op, c, yb, ny, want.ne[3] + pre + post, pre, want.ne[3]);
+            fx_check_guards(op, c, yb, ny, pre, want.ne[3], post);
         free(yb);
     }
     free(xb);

@@ -12,42 +12,6 @@
 static struct fx fx;
 static struct eng_ctx ctx1, ctx3;
 
-/* A NaN-filled buffer holding t's shape with `pre` and `post` extra channels; *view is the
- * slice of t's shape inside it (a copy of t when copy is set). NaN guards catch a kernel that
- * ignores the row stride, writes outside its slice, or leaves an output cell unwritten. */
-static float *widen(const struct eng_tensor *t, int64_t pre, int64_t post, bool copy, struct eng_tensor *view,
-                    int64_t *total)
-{
-    int64_t ne[ENG_MAX_DIMS];
-    int last = t->ndim - 1;
-    memcpy(ne, t->ne, sizeof ne);
-    ne[last] += pre + post;
-    int64_t n = 1;
-    for (int d = 0; d < t->ndim; d++)
-        n *= ne[d];
-    float *buf = malloc((size_t)(n ? n : 1) * sizeof(float));
-    ck_assert_ptr_nonnull(buf);
-    for (int64_t i = 0; i < n; i++)
-        buf[i] = NAN;
-    struct eng_tensor wide = eng_tensor_make(t->name, buf, t->ndim, ne);
-    *view = eng_tensor_slice(&wide, last, pre, t->ne[last]);
-    if (copy)
-        ck_assert_int_eq(eng_tensor_copy(view, t), 0);
-    *total = n;
-    return buf;
-}
-
-static void check_guards(const char *op, json_t *c, const float *buf, int64_t n, int64_t wide_c, int64_t pre,
-                         int64_t ch)
-{
-    for (int64_t i = 0; i < n; i++) {
-        int64_t k = i % wide_c;
-        if (k < pre || k >= pre + ch)
-            ck_assert_msg(isnan(buf[i]), "%s %s: wrote outside its channel slice at %lld", op, fx_name(c),
-                          (long long)i);
-    }
-}
-
 static void pool_params(json_t *c, struct eng_pool2d *p)
 {
     int64_t k[2], s[2], pad[4], d[2];
@@ -74,10 +38,10 @@ START_TEST(pool_case)
     struct eng_tensor x0, want, x, y;
     float *xb0 = fx_load(&fx, c, "x", &x0), *wb = fx_load(&fx, c, "y", &want);
     int64_t nx, ny;
-    float *xb = widen(&x0, pre, post, true, &x, &nx);
+    float *xb = fx_widen(&x0, pre, post, true, &x, &nx);
     const struct eng_ctx *ctxs[2] = {&ctx1, &ctx3};
     for (int t = 0; t < 2; t++) {
-        float *yb = widen(&want, pre, post, false, &y, &ny);
+        float *yb = fx_widen(&want, pre, post, false, &y, &ny);
         char name[64];
         int rc;
         if (strcmp(op, "max") == 0 || strcmp(op, "avg") == 0) {
@@ -101,7 +65,7 @@ START_TEST(pool_case)
         ck_assert_msg(rc == 0, "%s: %s", fx_name(c), eng_errmsg());
         fx_check(name, c, &y, &want, 1e-5);
         if (slice)
-            check_guards(name, c, yb, ny, want.ne[want.ndim - 1] + pre + post, pre, want.ne[want.ndim - 1]);
+            fx_check_guards(name, c, yb, ny, pre, want.ne[want.ndim - 1], post);
         free(yb);
     }
     free(xb);

@@ -15,36 +15,16 @@ static char tmpdir[] = "/tmp/salient-st-XXXXXX";
 /* Write 8-byte LE length + header + data to tmpdir/name; the path goes into path. */
 static void write_st(char *path, size_t cap, const char *name, const char *header, const void *data, size_t dlen)
 {
-    snprintf(path, cap, "%s/%s", tmpdir, name);
-    FILE *fp = fopen(path, "wb");
-    ck_assert_ptr_nonnull(fp);
     size_t hlen = strlen(header);
-    unsigned char len[8];
+    unsigned char *file = malloc(8 + hlen + dlen);
+    ck_assert_ptr_nonnull(file);
     for (int i = 0; i < 8; i++)
-        len[i] = (unsigned char)((unsigned long long)hlen >> (8 * i));
-    ck_assert_uint_eq(fwrite(len, 1, 8, fp), 8);
-    ck_assert_uint_eq(fwrite(header, 1, hlen, fp), hlen);
+        file[i] = (unsigned char)((unsigned long long)hlen >> (8 * i));
+    memcpy(file + 8, header, hlen);
     if (dlen)
-        ck_assert_uint_eq(fwrite(data, 1, dlen, fp), dlen);
-    ck_assert_int_eq(fclose(fp), 0);
-}
-
-static void write_raw(char *path, size_t cap, const char *name, const void *bytes, size_t n)
-{
-    snprintf(path, cap, "%s/%s", tmpdir, name);
-    FILE *fp = fopen(path, "wb");
-    ck_assert_ptr_nonnull(fp);
-    if (n)
-        ck_assert_uint_eq(fwrite(bytes, 1, n, fp), n);
-    ck_assert_int_eq(fclose(fp), 0);
-}
-
-/* The message must start with the file's path and contain want. */
-static void assert_error(const char *path, const char *want)
-{
-    const char *msg = eng_errmsg();
-    ck_assert_msg(strncmp(msg, path, strlen(path)) == 0, "message '%s' does not start with '%s'", msg, path);
-    ck_assert_msg(strstr(msg, want) != NULL, "message '%s' lacks '%s'", msg, want);
+        memcpy(file + 8 + hlen, data, dlen);
+    fx_write_file(tmpdir, name, file, 8 + hlen + dlen, path, cap);
+    free(file);
 }
 
 /* ---- good files ---- */
@@ -131,7 +111,7 @@ START_TEST(good_file)
     ck_assert_uint_eq(n, 4);
     ck_assert_float_eq(got[1], -2.25f);
     ck_assert_int_eq(eng_st_read_any(f, "h", got, 8, &n), -1);
-    assert_error(path, "tensor 'h' has shape [9] (9 elements), buffer holds 8");
+    fx_assert_error(path, "tensor 'h' has shape [9] (9 elements), buffer holds 8");
     eng_st_close(f);
     unlink(path);
 }
@@ -278,7 +258,7 @@ START_TEST(bad_file)
         write_st(path, sizeof path, fname, c->header, zeros, c->data_len);
         free(zeros);
     } else {
-        write_raw(path, sizeof path, fname, c->raw, c->raw_len);
+        fx_write_file(tmpdir, fname, c->raw, c->raw_len, path, sizeof path);
     }
     eng_error("(no message)");
     struct eng_st_file *f = eng_st_open(path);
@@ -292,7 +272,7 @@ START_TEST(bad_file)
         free(dst);
         eng_st_close(f);
     }
-    assert_error(path, c->want);
+    fx_assert_error(path, c->want);
     unlink(path);
 }
 END_TEST
@@ -302,18 +282,15 @@ START_TEST(missing_file)
     char path[512];
     snprintf(path, sizeof path, "%s/absent.safetensors", tmpdir);
     ck_assert_ptr_null(eng_st_open(path));
-    assert_error(path, "cannot open");
+    fx_assert_error(path, "cannot open");
     ck_assert_ptr_null(eng_st_open(tmpdir));
-    assert_error(tmpdir, "not a regular file");
+    fx_assert_error(tmpdir, "not a regular file");
 }
 END_TEST
 
 int main(void)
 {
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    fx_tmpdir_make(tmpdir);
     TCase *tc = tcase_create("safetensors");
     tcase_add_test(tc, good_file);
     tcase_add_test(tc, f16_all);
@@ -321,6 +298,6 @@ int main(void)
     tcase_add_test(tc, missing_file);
     tcase_add_loop_test(tc, bad_file, 0, N_BAD);
     int rc = fx_run(suite_with(tc, "safetensors"));
-    rmdir(tmpdir);
+    fx_tmpdir_remove(tmpdir);
     return rc;
 }

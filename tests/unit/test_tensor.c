@@ -7,6 +7,7 @@
 #include "engine/ctx.h"
 #include "engine/error.h"
 #include "engine/tensor.h"
+#include "tests/unit/fixture.h"
 
 START_TEST(make_strides)
 {
@@ -159,7 +160,6 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("tensor");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, make_strides);
     tcase_add_loop_test(tc, slice_views, 0, (int)(sizeof slices / sizeof slices[0]));
@@ -167,10 +167,5 @@ int main(void)
     tcase_add_test(tc, arena_alloc);
     tcase_add_loop_test(tc, split_covers, 0, (int)(sizeof splits / sizeof splits[0]));
     tcase_add_loop_test(tc, parallel_fanout, 0, (int)(sizeof fans / sizeof fans[0]));
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return fx_run(suite_with(tc, "tensor"));
 }

@@ -13,23 +13,6 @@
 
 static char tmpdir[] = "/tmp/salient-tfjs-XXXXXX";
 
-static void write_file(const char *dir, const char *name, const void *bytes, size_t n, char *path, size_t cap)
-{
-    snprintf(path, cap, "%s/%s", dir, name);
-    FILE *fp = fopen(path, "wb");
-    ck_assert_msg(fp != NULL, "cannot write %s", path);
-    if (n)
-        ck_assert_uint_eq(fwrite(bytes, 1, n, fp), n);
-    ck_assert_int_eq(fclose(fp), 0);
-}
-
-static void assert_error(const char *path, const char *want)
-{
-    const char *msg = eng_errmsg();
-    ck_assert_msg(strncmp(msg, path, strlen(path)) == 0, "message '%s' does not start with '%s'", msg, path);
-    ck_assert_msg(strstr(msg, want) != NULL, "message '%s' lacks '%s'", msg, want);
-}
-
 /* ---- a good manifest ---- */
 
 /* Group 0: a uint8-quantised [2,3], a float32 [3] that straddles the two shards, a
@@ -65,10 +48,10 @@ START_TEST(good_manifest_read)
     char dir[512], path[600], shard[600];
     snprintf(dir, sizeof dir, "%s/good", tmpdir);
     ck_assert_int_eq(mkdir(dir, 0700), 0);
-    write_file(dir, "g0-shard1of2.bin", g0, 10, shard, sizeof shard); /* cuts conv0/bias in two */
-    write_file(dir, "g0-shard2of2.bin", g0 + 10, 16, shard, sizeof shard);
-    write_file(dir, "g1.bin", g1, 20, shard, sizeof shard);
-    write_file(dir, "model-weights_manifest.json", good_manifest, strlen(good_manifest), path, sizeof path);
+    fx_write_file(dir, "g0-shard1of2.bin", g0, 10, shard, sizeof shard); /* cuts conv0/bias in two */
+    fx_write_file(dir, "g0-shard2of2.bin", g0 + 10, 16, shard, sizeof shard);
+    fx_write_file(dir, "g1.bin", g1, 20, shard, sizeof shard);
+    fx_write_file(dir, "model-weights_manifest.json", good_manifest, strlen(good_manifest), path, sizeof path);
 
     struct eng_tfjs *w = eng_tfjs_open(path);
     ck_assert_msg(w != NULL, "%s", eng_errmsg());
@@ -188,11 +171,11 @@ START_TEST(bad_manifest)
     if (c->shard) {
         void *zeros = calloc(1, c->shard_len + 1);
         ck_assert_ptr_nonnull(zeros);
-        write_file(dir, c->shard, zeros, c->shard_len, shard, sizeof shard);
+        fx_write_file(dir, c->shard, zeros, c->shard_len, shard, sizeof shard);
         free(zeros);
     }
     if (c->manifest)
-        write_file(dir, "m-weights_manifest.json", c->manifest, strlen(c->manifest), path, sizeof path);
+        fx_write_file(dir, "m-weights_manifest.json", c->manifest, strlen(c->manifest), path, sizeof path);
     else
         snprintf(path, sizeof path, "%s/m-weights_manifest.json", dir);
 
@@ -206,29 +189,17 @@ START_TEST(bad_manifest)
         ck_assert_int_eq(eng_tfjs_read(w, c->read_name, c->read_ndim, c->read_shape, dst), -1);
         eng_tfjs_close(w);
     }
-    assert_error(path, c->want);
+    fx_assert_error(path, c->want);
 }
 END_TEST
 
-/* Remove tmpdir and everything under it (two levels: case folders of plain files). */
-static void remove_tmpdir(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
-}
-
 int main(void)
 {
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    fx_tmpdir_make(tmpdir);
     TCase *tc = tcase_create("tfjs");
     tcase_add_test(tc, good_manifest_read);
     tcase_add_loop_test(tc, bad_manifest, 0, N_BAD);
     int rc = fx_run(suite_with(tc, "tfjs"));
-    remove_tmpdir();
+    fx_tmpdir_remove(tmpdir);
     return rc;
 }
