@@ -52,41 +52,15 @@ void eng_act_rows(enum eng_act act, float param, float *x, int64_t rows, int64_t
     }
 }
 
-/* Tensors are walked as rows of their innermost dimension. */
-struct rows_view {
-    int64_t nrows, cols;
-    int64_t ne[3];
-    size_t nb[3];
-    char *base;
-};
-
-static struct rows_view rows_of(const struct eng_tensor *t)
-{
-    struct rows_view v = {1, t->ne[t->ndim - 1], {1, 1, 1}, {0, 0, 0}, (char *)t->data};
-    int outer = t->ndim - 1;
-    for (int d = 0; d < outer; d++) {
-        v.ne[3 - outer + d] = t->ne[d];
-        v.nb[3 - outer + d] = t->nb[d];
-        v.nrows *= t->ne[d];
-    }
-    return v;
-}
-
-static float *row_ptr(const struct rows_view *v, int64_t r)
-{
-    int64_t i2 = r % v->ne[2], q = r / v->ne[2];
-    int64_t i1 = q % v->ne[1], i0 = q / v->ne[1];
-    return (float *)(v->base + i0 * v->nb[0] + i1 * v->nb[1] + i2 * v->nb[2]);
-}
-
 struct act_job {
-    struct rows_view v;
+    const struct eng_tensor *t; /* walked as rows of its innermost dimension */
+    int64_t nrows, cols;
     enum eng_act act;
     float param;
     bool softmax;
 };
 
-static void softmax_row(float *p, int64_t n)
+void eng_softmax_row(float *p, int64_t n)
 {
     float m = -INFINITY;
     for (int64_t i = 0; i < n; i++)
@@ -105,13 +79,13 @@ static void act_part(void *arg, int ith, int nth)
 {
     const struct act_job *j = arg;
     int64_t r0, r1;
-    eng_split(j->v.nrows, ith, nth, &r0, &r1);
+    eng_split(j->nrows, ith, nth, &r0, &r1);
     for (int64_t r = r0; r < r1; r++) {
-        float *p = row_ptr(&j->v, r);
+        float *p = eng_tensor_row(j->t, r);
         if (j->softmax)
-            softmax_row(p, j->v.cols);
+            eng_softmax_row(p, j->cols);
         else
-            eng_act_rows(j->act, j->param, p, 1, j->v.cols, j->v.cols);
+            eng_act_rows(j->act, j->param, p, 1, j->cols, j->cols);
     }
 }
 
@@ -127,14 +101,14 @@ void eng_activation(const struct eng_ctx *ctx, enum eng_act act, float param, st
 {
     if (act == ENG_ACT_NONE)
         return;
-    struct act_job j = {rows_of(t), act, param, false};
-    eng_parallel(ctx, tasks_for(eng_tensor_nelem(t), j.v.nrows), act_part, &j);
+    struct act_job j = {t, eng_tensor_nrows(t), t->ne[t->ndim - 1], act, param, false};
+    eng_parallel(ctx, tasks_for(eng_tensor_nelem(t), j.nrows), act_part, &j);
 }
 
 void eng_softmax(const struct eng_ctx *ctx, struct eng_tensor *t)
 {
-    struct act_job j = {rows_of(t), ENG_ACT_NONE, 0.0f, true};
-    eng_parallel(ctx, tasks_for(eng_tensor_nelem(t), j.v.nrows), act_part, &j);
+    struct act_job j = {t, eng_tensor_nrows(t), t->ne[t->ndim - 1], ENG_ACT_NONE, 0.0f, true};
+    eng_parallel(ctx, tasks_for(eng_tensor_nelem(t), j.nrows), act_part, &j);
 }
 
 int eng_act_parse(const char *s, enum eng_act *out)

@@ -34,6 +34,9 @@ void eng_activation(const struct eng_ctx *ctx, enum eng_act act, float param, st
 /* Numerically stable softmax over the innermost dimension, in place. */
 void eng_softmax(const struct eng_ctx *ctx, struct eng_tensor *t);
 
+/* The same softmax on one row of n >= 1 contiguous floats, in place; calling thread only. */
+void eng_softmax_row(float *p, int64_t n);
+
 /* Parse "relu", "relu6", "leaky_relu", "gelu", "quick_gelu", "sigmoid", "none".
  * Returns 0, or -1 with a message. */
 int eng_act_parse(const char *s, enum eng_act *out);

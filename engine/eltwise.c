@@ -9,37 +9,12 @@
 /* Below this many elements one thread beats waking the others. */
 #define EW_SERIAL_ELEMS 32768
 
-/* A tensor seen as rows of its innermost dimension, outer dims right-aligned into 3. */
-struct rows {
-    int64_t ne[3];
-    size_t nb[3];
-    char *base;
-};
-
-static struct rows rows_of(const struct eng_tensor *t)
-{
-    struct rows v = {{1, 1, 1}, {0, 0, 0}, (char *)t->data};
-    int outer = t->ndim - 1;
-    for (int d = 0; d < outer; d++) {
-        v.ne[3 - outer + d] = t->ne[d];
-        v.nb[3 - outer + d] = t->nb[d];
-    }
-    return v;
-}
-
-static inline float *row_at(const struct rows *v, int64_t r)
-{
-    int64_t i2 = r % v->ne[2], q = r / v->ne[2];
-    int64_t i1 = q % v->ne[1], i0 = q / v->ne[1];
-    return (float *)(v->base + i0 * v->nb[0] + i1 * v->nb[1] + i2 * v->nb[2]);
-}
-
 enum ew_op { EW_ADD, EW_MUL, EW_SCALE, EW_AFFINE, EW_COPY };
 
 struct ew_job {
     enum ew_op op;
     int64_t nrows, cols;
-    struct rows y, a, b;
+    const struct eng_tensor *y, *a, *b; /* walked as rows of their innermost dimension */
     float s;
     const float *scale, *shift;
     enum eng_act act;
@@ -109,7 +84,7 @@ static void ew_part(void *arg, int ith, int nth)
     eng_split(j->nrows, ith, nth, &r0, &r1);
     bool binary = j->op == EW_ADD || j->op == EW_MUL;
     for (int64_t r = r0; r < r1; r++)
-        ew_row(j, row_at(&j->y, r), row_at(&j->a, r), binary ? row_at(&j->b, r) : NULL);
+        ew_row(j, eng_tensor_row(j->y, r), eng_tensor_row(j->a, r), binary ? eng_tensor_row(j->b, r) : NULL);
 }
 
 /* Run op over y's rows; a (and b) have y's shape, checked by the caller. */
@@ -117,11 +92,10 @@ static void ew_run(const struct eng_ctx *ctx, struct ew_job *j, const struct eng
                    const struct eng_tensor *b, struct eng_tensor *y)
 {
     j->cols = y->ne[y->ndim - 1];
-    j->nrows = j->cols ? eng_tensor_nelem(y) / j->cols : 0;
-    j->y = rows_of(y);
-    j->a = rows_of(a);
-    if (b)
-        j->b = rows_of(b);
+    j->nrows = j->cols ? eng_tensor_nrows(y) : 0;
+    j->y = y;
+    j->a = a;
+    j->b = b;
     int64_t nelem = j->nrows * j->cols;
     int tasks = nelem < EW_SERIAL_ELEMS ? 1 : (j->nrows > 1024 ? 1024 : (int)j->nrows);
     if (j->nrows > 0)

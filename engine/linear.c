@@ -30,20 +30,13 @@ struct row_run {
 };
 
 /* Rows r, r+1, ... of t that are evenly spaced. Size-1 dimensions are skipped so that, for
- * example, an [N,1,1,C] view of a wider buffer is still one run per spacing change. */
+ * example, an [N,1,1,C] view of a wider buffer is still one run per spacing change. The run
+ * spans the inner outer dimensions whose strides nest; r's place in that span is r % span. */
 static struct row_run row_run(const struct eng_tensor *t, int64_t r)
 {
-    struct row_run run = {t->data, 1, t->ne[t->ndim - 1]};
-    int64_t idx[ENG_MAX_DIMS] = {0};
-    size_t off = 0;
-    for (int d = t->ndim - 2; d >= 0; d--) {
-        idx[d] = r % t->ne[d];
-        r /= t->ne[d];
-        off += (size_t)idx[d] * t->nb[d];
-    }
-    run.p = (float *)((char *)t->data + off);
+    struct row_run run = {eng_tensor_row(t, r), 1, t->ne[t->ndim - 1]};
     int inner = -1;
-    int64_t pos = 0, span = 1;
+    int64_t span = 1;
     for (int d = t->ndim - 2; d >= 0; d--) {
         if (t->ne[d] == 1)
             continue;
@@ -53,21 +46,12 @@ static struct row_run row_run(const struct eng_tensor *t, int64_t r)
         } else if (t->nb[d] != (size_t)span * t->nb[inner]) {
             break;
         }
-        pos += idx[d] * span;
         span *= t->ne[d];
     }
-    run.n = span - pos;
+    run.n = span - r % span;
     if (run.n == 1 && run.ld < t->ne[t->ndim - 1])
         run.ld = t->ne[t->ndim - 1]; /* a lone row's spacing is irrelevant, but BLAS checks it */
     return run;
-}
-
-static int64_t rows_of(const struct eng_tensor *t)
-{
-    int64_t m = 1;
-    for (int d = 0; d < t->ndim - 1; d++)
-        m *= t->ne[d];
-    return m;
 }
 
 int64_t eng_row_run(const struct eng_tensor *t, int64_t r, float **row, int64_t *ld)
@@ -142,12 +126,12 @@ int eng_rows_gemm(const struct eng_ctx *ctx, const struct eng_tensor *x, const f
                   const float *bias, enum eng_act act, float act_param, struct eng_tensor *y)
 {
     char xs[64], ys[64];
-    struct rg_job j = {x, y, b, bias, ldb, rows_of(x), y->ne[y->ndim - 1], x->ne[x->ndim - 1], act, act_param,
+    struct rg_job j = {x, y, b, bias, ldb, eng_tensor_nrows(x), y->ne[y->ndim - 1], x->ne[x->ndim - 1], act, act_param,
                        false};
-    if (rows_of(y) != j.m)
+    if (eng_tensor_nrows(y) != j.m)
         return eng_error("row gemm: x '%s' %s has %lld rows but y '%s' %s has %lld", x->name,
                          eng_shape_str(x, xs, sizeof xs), (long long)j.m, y->name, eng_shape_str(y, ys, sizeof ys),
-                         (long long)rows_of(y));
+                         (long long)eng_tensor_nrows(y));
     if (j.k < 1 || j.n < 1 || ldb < j.n)
         return eng_error("row gemm: x '%s' %s, y '%s' %s: empty rows or ldb %lld < %lld", x->name,
                          eng_shape_str(x, xs, sizeof xs), y->name, eng_shape_str(y, ys, sizeof ys), (long long)ldb,

@@ -10,33 +10,9 @@
 /* Independent partial sums: the compiler vectorises them, and they halve the rounding walk. */
 #define LANES 8
 
-struct rows {
-    int64_t ne[3];
-    size_t nb[3];
-    char *base;
-};
-
-static struct rows rows_of(const struct eng_tensor *t)
-{
-    struct rows v = {{1, 1, 1}, {0, 0, 0}, (char *)t->data};
-    int outer = t->ndim - 1;
-    for (int d = 0; d < outer; d++) {
-        v.ne[3 - outer + d] = t->ne[d];
-        v.nb[3 - outer + d] = t->nb[d];
-    }
-    return v;
-}
-
-static inline float *row_at(const struct rows *v, int64_t r)
-{
-    int64_t i2 = r % v->ne[2], q = r / v->ne[2];
-    int64_t i1 = q % v->ne[1], i0 = q / v->ne[1];
-    return (float *)(v->base + i0 * v->nb[0] + i1 * v->nb[1] + i2 * v->nb[2]);
-}
-
 struct ln_job {
     const struct eng_layer_norm *ln;
-    struct rows x, y;
+    const struct eng_tensor *x, *y; /* walked as rows of their innermost dimension */
     int64_t nrows;
 };
 
@@ -97,7 +73,7 @@ static void ln_part(void *arg, int ith, int nth)
     int64_t r0, r1;
     eng_split(j->nrows, ith, nth, &r0, &r1);
     for (int64_t r = r0; r < r1; r++)
-        ln_row(j->ln, row_at(&j->x, r), row_at(&j->y, r));
+        ln_row(j->ln, eng_tensor_row(j->x, r), eng_tensor_row(j->y, r));
 }
 
 int eng_layer_norm(const struct eng_ctx *ctx, const struct eng_layer_norm *ln, const struct eng_tensor *x,
@@ -110,7 +86,7 @@ int eng_layer_norm(const struct eng_ctx *ctx, const struct eng_layer_norm *ln, c
     if (x->ne[x->ndim - 1] != ln->dim || ln->dim < 1)
         return eng_error("layer_norm over %lld features: '%s' has shape %s", (long long)ln->dim, x->name,
                          eng_shape_str(x, a, sizeof a));
-    struct ln_job j = {ln, rows_of(x), rows_of(y), eng_tensor_nelem(x) / ln->dim};
+    struct ln_job j = {ln, x, y, eng_tensor_nrows(x)};
     int tasks = j.nrows * ln->dim < NORM_SERIAL_ELEMS ? 1 : (j.nrows > 1024 ? 1024 : (int)j.nrows);
     if (j.nrows > 0)
         eng_parallel(ctx, tasks, ln_part, &j);

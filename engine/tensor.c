@@ -73,6 +73,24 @@ int64_t eng_tensor_ld(const struct eng_tensor *t)
     return (int64_t)(t->nb[t->ndim - 2] / sizeof(float));
 }
 
+int64_t eng_tensor_nrows(const struct eng_tensor *t)
+{
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim - 1; d++)
+        n *= t->ne[d];
+    return n;
+}
+
+float *eng_tensor_row(const struct eng_tensor *t, int64_t r)
+{
+    char *p = (char *)t->data;
+    for (int d = t->ndim - 2; d >= 0; d--) {
+        p += (size_t)(r % t->ne[d]) * t->nb[d];
+        r /= t->ne[d];
+    }
+    return (float *)p;
+}
+
 bool eng_tensor_same_shape(const struct eng_tensor *a, const struct eng_tensor *b)
 {
     if (a->ndim != b->ndim)

@@ -51,6 +51,15 @@ float *eng_tensor_at(const struct eng_tensor *t, const int64_t *idx);
  * nb[ndim-2] / sizeof(float). For NHWC activations this is the buffer's channel count. */
 int64_t eng_tensor_ld(const struct eng_tensor *t);
 
+/* Rows of t viewed as rows of its innermost dimension: the product of the outer dimensions
+ * (1 for a 1-D tensor, 0 if an outer dimension is empty). */
+int64_t eng_tensor_nrows(const struct eng_tensor *t);
+
+/* Row r (0 <= r < eng_tensor_nrows(t)) of t viewed as rows of its innermost dimension, rows
+ * numbered as in a contiguous tensor of t's shape; any outer strides. One division per outer
+ * dimension: call it once per row, never per element. The pointer borrows t->data. */
+float *eng_tensor_row(const struct eng_tensor *t, int64_t r);
+
 /* True if a and b have the same ndim and ne. */
 bool eng_tensor_same_shape(const struct eng_tensor *a, const struct eng_tensor *b);
 
