@@ -8,6 +8,7 @@
 
 #include "engine/error.h"
 #include "engine/gemm.h"
+#include "engine/norm.h"
 
 /* Windows are processed in blocks of about this many tokens per thread, so the qkv and proj
  * GEMMs see a few hundred rows (efficient) while the working set stays in L2. */
@@ -16,14 +17,6 @@
 static size_t sw_align(size_t b)
 {
     return (b + ENG_ARENA_ALIGN - 1) / ENG_ARENA_ALIGN * ENG_ARENA_ALIGN;
-}
-
-/* out[k, n] = in[n, k]: torch's Linear weight [out, in] becomes the [in, out] B of a plain GEMM. */
-static void sw_transpose(float *out, const float *in, int64_t rows, int64_t cols)
-{
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++)
-            out[c * rows + r] = in[r * cols + c];
 }
 
 void eng_swin_relative_position_index(int win_h, int win_w, int64_t *index)
@@ -39,12 +32,10 @@ void eng_swin_relative_position_index(int win_h, int win_w, int64_t *index)
 
 void eng_swin_attn_free(struct eng_swin_attn *a)
 {
-    free(a->qkv_wt);
-    free(a->qkv_b);
-    free(a->proj_wt);
-    free(a->proj_b);
+    eng_linear_free(&a->qkv);
+    eng_linear_free(&a->proj);
     free(a->bias);
-    a->qkv_wt = a->qkv_b = a->proj_wt = a->proj_b = a->bias = NULL;
+    a->bias = NULL;
 }
 
 int eng_swin_attn_init(struct eng_swin_attn *a, int64_t dim, int64_t heads, int win_h, int win_w, int shift_h,
@@ -67,24 +58,19 @@ int eng_swin_attn_init(struct eng_swin_attn *a, int64_t dim, int64_t heads, int 
     a->win_w = win_w;
     a->shift_h = shift_h;
     a->shift_w = shift_w;
+    if (eng_linear_init(&a->qkv, "swin attention qkv", dim, 3 * dim, qkv_w, qkv_b, ENG_ACT_NONE, 0.0f) < 0 ||
+        eng_linear_init(&a->proj, "swin attention proj", dim, dim, proj_w, proj_b, ENG_ACT_NONE, 0.0f) < 0) {
+        eng_swin_attn_free(a);
+        return -1;
+    }
     int64_t t = (int64_t)win_h * win_w;
-    a->qkv_wt = malloc(sizeof(float) * (size_t)(3 * dim * dim));
-    a->qkv_b = calloc((size_t)(3 * dim), sizeof(float));
-    a->proj_wt = malloc(sizeof(float) * (size_t)(dim * dim));
-    a->proj_b = calloc((size_t)dim, sizeof(float));
     a->bias = malloc(sizeof(float) * (size_t)(heads * t * t));
     int64_t *index = malloc(sizeof(int64_t) * (size_t)(t * t));
-    if (!a->qkv_wt || !a->qkv_b || !a->proj_wt || !a->proj_b || !a->bias || !index) {
+    if (!a->bias || !index) {
         free(index);
         eng_swin_attn_free(a);
         return eng_error("swin attention: out of memory for dim %lld", (long long)dim);
     }
-    sw_transpose(a->qkv_wt, qkv_w, 3 * dim, dim);
-    sw_transpose(a->proj_wt, proj_w, dim, dim);
-    if (qkv_b)
-        memcpy(a->qkv_b, qkv_b, sizeof(float) * (size_t)(3 * dim));
-    if (proj_b)
-        memcpy(a->proj_b, proj_b, sizeof(float) * (size_t)dim);
     eng_swin_relative_position_index(win_h, win_w, index);
     for (int64_t h = 0; h < heads; h++)
         for (int64_t pq = 0; pq < t * t; pq++)
@@ -185,22 +171,6 @@ static char *sw_pixel(const struct sw_job *job, const struct eng_tensor *t, int6
     return (char *)t->data + n * t->nb[0] + sy * t->nb[1] + sx * t->nb[2];
 }
 
-/* In-place softmax of one row, as torch's last-dim kernel: max, exp(x - max), times 1/sum. */
-static void sw_softmax_row(float *s, int64_t n)
-{
-    float mx = s[0];
-    for (int64_t i = 1; i < n; i++)
-        mx = s[i] > mx ? s[i] : mx;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n; i++) {
-        s[i] = expf(s[i] - mx);
-        sum += s[i];
-    }
-    float inv = 1.0f / sum;
-    for (int64_t i = 0; i < n; i++)
-        s[i] *= inv;
-}
-
 static void sw_attn_block(const struct sw_job *job, int64_t w0, int64_t nw, float *xb, float *qkv, float *sc,
                           int *reg)
 {
@@ -220,13 +190,13 @@ static void sw_attn_block(const struct sw_job *job, int64_t w0, int64_t nw, floa
                 memset(dst, 0, row_bytes);
         }
 
-    eng_gemm_serial(false, false, rows, c3, c, 1.0f, xb, c, a->qkv_wt, c3, 0.0f, qkv, c3);
+    /* One thread's block: the serial GEMM and epilogue under eng_rows_gemm, on scratch rows. */
+    eng_gemm_serial(false, false, rows, c3, c, 1.0f, xb, c, a->qkv.w, c3, 0.0f, qkv, c3);
+    eng_bias_act_rows(qkv, rows, c3, c3, a->qkv.bias, ENG_ACT_NONE, 0.0f);
     /* torch scales q after adding the bias: q = (x Wq + bq) * hd^-0.5. */
     const float scale = 1.0f / sqrtf((float)hd);
     for (int64_t r = 0; r < rows; r++) {
         float *q = qkv + r * c3;
-        for (int64_t j = 0; j < c3; j++)
-            q[j] += a->qkv_b[j];
         for (int64_t j = 0; j < c; j++)
             q[j] *= scale;
     }
@@ -249,14 +219,15 @@ static void sw_attn_block(const struct sw_job *job, int64_t w0, int64_t nw, floa
                 else
                     for (int64_t j = 0; j < t; j++)
                         s[j] += b[j];
-                sw_softmax_row(s, t);
+                eng_softmax_row(s, t);
             }
             eng_gemm_serial(false, false, t, hd, t, 1.0f, sc, t, qw + 2 * c + h * hd, c3, 0.0f, ow + h * hd, c);
         }
     }
 
     float *out = qkv; /* [rows, c] */
-    eng_gemm_serial(false, false, rows, c, c, 1.0f, xb, c, a->proj_wt, c, 0.0f, out, c);
+    eng_gemm_serial(false, false, rows, c, c, 1.0f, xb, c, a->proj.w, c, 0.0f, out, c);
+    eng_bias_act_rows(out, rows, c, c, a->proj.bias, ENG_ACT_NONE, 0.0f);
     for (int64_t w = 0; w < nw; w++)
         for (int64_t k = 0; k < t; k++) {
             float *p = (float *)sw_pixel(job, job->y, w0 + w, k, NULL);
@@ -265,10 +236,9 @@ static void sw_attn_block(const struct sw_job *job, int64_t w0, int64_t nw, floa
             const float *o = out + (w * t + k) * c;
             if (job->accumulate)
                 for (int64_t j = 0; j < c; j++)
-                    p[j] += o[j] + a->proj_b[j];
+                    p[j] += o[j];
             else
-                for (int64_t j = 0; j < c; j++)
-                    p[j] = o[j] + a->proj_b[j];
+                memcpy(p, o, row_bytes);
         }
 }
 
@@ -331,8 +301,8 @@ void eng_swin_merge_free(struct eng_swin_merge *m)
 {
     free(m->norm_w);
     free(m->norm_b);
-    free(m->red_wt);
-    m->norm_w = m->norm_b = m->red_wt = NULL;
+    eng_linear_free(&m->red);
+    m->norm_w = m->norm_b = NULL;
 }
 
 int eng_swin_merge_init(struct eng_swin_merge *m, int64_t dim, const float *norm_w, const float *norm_b,
@@ -345,44 +315,25 @@ int eng_swin_merge_init(struct eng_swin_merge *m, int64_t dim, const float *norm
     m->eps = 1e-5f;
     m->norm_w = malloc(sizeof(float) * (size_t)(4 * dim));
     m->norm_b = malloc(sizeof(float) * (size_t)(4 * dim));
-    m->red_wt = malloc(sizeof(float) * (size_t)(8 * dim * dim));
-    if (!m->norm_w || !m->norm_b || !m->red_wt) {
+    if (!m->norm_w || !m->norm_b) {
         eng_swin_merge_free(m);
         return eng_error("swin patch merging: out of memory for dim %lld", (long long)dim);
     }
     memcpy(m->norm_w, norm_w, sizeof(float) * (size_t)(4 * dim));
     memcpy(m->norm_b, norm_b, sizeof(float) * (size_t)(4 * dim));
-    sw_transpose(m->red_wt, red_w, 2 * dim, 4 * dim);
+    if (eng_linear_init(&m->red, "swin patch merging reduction", 4 * dim, 2 * dim, red_w, NULL, ENG_ACT_NONE,
+                        0.0f) < 0) {
+        eng_swin_merge_free(m);
+        return -1;
+    }
     return 0;
 }
 
 struct pm_job {
     const struct eng_tensor *x;
-    /* destination rows: pixel (n, i, j) at dst + ((n*h2 + i)*w2 + j)*ld, unless dst_t is set */
-    float *dst;
-    int64_t ld;
-    const struct eng_tensor *dst_t;
-    const struct eng_swin_merge *m; /* NULL: gather only */
+    const struct eng_tensor *y; /* [N, h2, w2, 4C], any strides */
     int64_t h2, w2;
 };
-
-/* LayerNorm of one row as torch's CPU kernel writes it: (x*rstd + (-rstd*mean))*gamma + beta.
- * The moments are accumulated in double; torch's Welford in float agrees to ~1e-7. */
-static void pm_layer_norm(float *v, int64_t n, const float *gamma, const float *beta, float eps)
-{
-    double s = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        s += v[i];
-    double mean = s / (double)n, ss = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = v[i] - mean;
-        ss += d * d;
-    }
-    float rstd = 1.0f / sqrtf((float)(ss / (double)n) + eps);
-    float shift = -rstd * (float)mean;
-    for (int64_t i = 0; i < n; i++)
-        v[i] = (v[i] * rstd + shift) * gamma[i] + beta[i];
-}
 
 static void pm_gather_task(void *arg, int ith, int nth)
 {
@@ -396,9 +347,7 @@ static void pm_gather_task(void *arg, int ith, int nth)
     for (int64_t r = r0; r < r1; r++) {
         int64_t n = r / job->h2, i = r % job->h2;
         for (int64_t j = 0; j < job->w2; j++) {
-            float *out = job->dst_t ? (float *)((char *)job->dst_t->data + n * job->dst_t->nb[0] +
-                                                i * job->dst_t->nb[1] + j * job->dst_t->nb[2])
-                                    : job->dst + (r * job->w2 + j) * job->ld;
+            float *out = eng_tensor_row(job->y, r * job->w2 + j);
             for (int k = 0; k < 4; k++) {
                 int64_t sy = 2 * i + dy[k], sx = 2 * j + dx[k];
                 if (sy < x->ne[1] && sx < x->ne[2])
@@ -407,8 +356,6 @@ static void pm_gather_task(void *arg, int ith, int nth)
                 else
                     memset(out + k * c, 0, row_bytes);
             }
-            if (job->m)
-                pm_layer_norm(out, 4 * c, job->m->norm_w, job->m->norm_b, job->m->eps);
         }
     }
 }
@@ -431,7 +378,7 @@ int eng_swin_patch_gather(const struct eng_ctx *ctx, const struct eng_tensor *x,
 {
     if (pm_check("patch gather", x, y, x->ndim == 4 ? 4 * x->ne[3] : 0) < 0)
         return -1;
-    struct pm_job job = {.x = x, .dst_t = y, .h2 = y->ne[1], .w2 = y->ne[2]};
+    struct pm_job job = {x, y, y->ne[1], y->ne[2]};
     int64_t rows = y->ne[0] * y->ne[1];
     eng_parallel(ctx, rows > INT32_MAX ? 0 : (int)rows, pm_gather_task, &job);
     return 0;
@@ -453,20 +400,23 @@ int eng_swin_patch_merge(struct eng_ctx *ctx, const struct eng_swin_merge *m, co
                          (long long)x->ne[3], (long long)m->dim);
     if (pm_check("patch merging", x, y, 2 * m->dim) < 0)
         return -1;
-    /* One GEMM over every output pixel needs them as evenly spaced rows. */
-    int64_t ld = (int64_t)(y->nb[2] / sizeof(float));
+    /* swin.h promises this check (it dates from when the reduction was one GEMM over all
+     * pixels); eng_linear would take any strides, but lifting it is an API change. */
     if (y->nb[1] != (size_t)y->ne[2] * y->nb[2] || y->nb[0] != (size_t)y->ne[1] * y->nb[1])
         return eng_error("swin patch merging: output '%s' %s is not a run of evenly spaced pixels", y->name,
                          eng_shape_str(y, s1, sizeof s1));
-    int64_t rows = y->ne[0] * y->ne[1] * y->ne[2], c4 = 4 * m->dim;
+    int64_t c4 = 4 * m->dim;
     size_t mark = eng_arena_mark(&ctx->scratch);
-    float *buf = eng_arena_floats(&ctx->scratch, (size_t)(rows * c4));
+    float *buf = eng_arena_floats(&ctx->scratch, (size_t)(eng_tensor_nrows(y) * c4));
     if (!buf)
         return -1;
-    struct pm_job job = {.x = x, .dst = buf, .ld = c4, .m = m, .h2 = y->ne[1], .w2 = y->ne[2]};
+    struct eng_tensor g = eng_tensor_make("swin patch merging gather", buf, 4,
+                                          (int64_t[]){y->ne[0], y->ne[1], y->ne[2], c4});
+    struct pm_job job = {x, &g, y->ne[1], y->ne[2]};
     int64_t grows = y->ne[0] * y->ne[1];
     eng_parallel(ctx, grows > INT32_MAX ? 0 : (int)grows, pm_gather_task, &job);
-    eng_gemm(ctx, false, false, rows, 2 * m->dim, c4, 1.0f, buf, c4, m->red_wt, 2 * m->dim, 0.0f, y->data, ld);
+    struct eng_layer_norm ln = {c4, m->norm_w, m->norm_b, m->eps};
+    int rc = eng_layer_norm(ctx, &ln, &g, &g) < 0 || eng_linear(ctx, &m->red, &g, y) < 0 ? -1 : 0;
     eng_arena_rewind(&ctx->scratch, mark);
-    return 0;
+    return rc;
 }

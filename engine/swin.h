@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "engine/ctx.h"
+#include "engine/linear.h"
 #include "engine/tensor.h"
 
 /* One ShiftedWindowAttention (attn.* of a SwinTransformerBlock), prepared at load. */
@@ -35,10 +36,8 @@ struct eng_swin_attn {
     int64_t dim, heads, head_dim;
     int win_h, win_w;     /* window size (7, 7 for swin_t) */
     int shift_h, shift_w; /* requested shift; zeroed per call where the window covers the map */
-    float *qkv_wt;        /* [dim, 3*dim]: qkv.weight transposed for a plain GEMM; owned */
-    float *qkv_b;         /* [3*dim]; zeros if the checkpoint had none; owned */
-    float *proj_wt;       /* [dim, dim]: proj.weight transposed; owned */
-    float *proj_b;        /* [dim]; owned */
+    struct eng_linear qkv;  /* dim -> 3*dim, packed by eng_linear_init; bias NULL if the checkpoint had none */
+    struct eng_linear proj; /* dim -> dim; bias NULL if the checkpoint had none */
     float *bias;          /* [heads, T, T], T = win_h*win_w: the bias table gathered through the
                            * relative position index once, so a forward pass just adds it; owned */
 };
@@ -73,10 +72,10 @@ int eng_swin_window_attention(struct eng_ctx *ctx, const struct eng_swin_attn *a
 /* PatchMerging (torchvision v1: norm over 4C, then reduction), prepared at load. */
 struct eng_swin_merge {
     int64_t dim;   /* input channels C; output has 2C */
-    float eps;     /* LayerNorm eps, 1e-5 as torch's default */
-    float *norm_w; /* [4C]; owned */
-    float *norm_b; /* [4C]; owned */
-    float *red_wt; /* [4C, 2C]: reduction.weight transposed; owned */
+    float eps;             /* LayerNorm eps, 1e-5 as torch's default */
+    float *norm_w;         /* [4C]; owned */
+    float *norm_b;         /* [4C]; owned */
+    struct eng_linear red; /* reduction: 4C -> 2C, no bias */
 };
 
 /* Copy norm.weight [4C], norm.bias [4C] and reduction.weight [2C, 4C] (torch layout). Allocates;
@@ -94,8 +93,8 @@ int eng_swin_patch_gather(const struct eng_ctx *ctx, const struct eng_tensor *x,
 size_t eng_swin_merge_scratch_bytes(const struct eng_swin_merge *m, int64_t n, int64_t h, int64_t w);
 
 /* The whole PatchMerging: x [N,H,W,C] -> y [N,ceil(H/2),ceil(W/2),2C]. y's pixels must be
- * evenly spaced rows (contiguous, or a channel slice of a wider buffer) because the reduction
- * is one GEMM over all of them. Borrows scratch from ctx. Returns 0, or -1 with a message naming
+ * evenly spaced rows (contiguous, or a channel slice of a wider buffer). The norm and the
+ * reduction are eng_layer_norm and eng_linear over the gathered pixels. Borrows scratch from ctx. Returns 0, or -1 with a message naming
  * the tensor (shape, layout, scratch too small). Writes y only; y must not overlap x. */
 int eng_swin_patch_merge(struct eng_ctx *ctx, const struct eng_swin_merge *m, const struct eng_tensor *x,
                          struct eng_tensor *y);
