@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "engine/error.h"
+#include "engine/tensor.h" /* eng_dims_str */
 
 /* Tensor bytes are copied straight into host floats and integers. */
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -85,25 +86,6 @@ float eng_bf16_to_f32(uint16_t h)
     return f;
 }
 
-/* "[64,3,7,7]" into buf (always terminated; "..." if it does not fit). */
-static const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t len)
-{
-    size_t at = 0;
-    int w = snprintf(buf, len, "[");
-    at = w > 0 ? (size_t)w : 0;
-    for (int i = 0; i < ndim && at < len; i++) {
-        w = snprintf(buf + at, len - at, "%s%lld", i ? "," : "", (long long)shape[i]);
-        if (w < 0)
-            break;
-        at += (size_t)w;
-    }
-    if (at < len)
-        snprintf(buf + at, len - at, "]");
-    else if (len > 4)
-        memcpy(buf + len - 4, "...", 4);
-    return buf;
-}
-
 static int by_offset(const void *a, const void *b)
 {
     const struct eng_st_info *x = a, *y = b;
@@ -170,7 +152,7 @@ static int parse_entry(struct eng_st_file *f, json_t *v, struct eng_st_info *inf
     size_t esize = eng_dtypes[dt].size;
     if (overflow || nelem > SIZE_MAX / esize)
         return eng_error("%s: tensor '%s': shape %s is too large", path, name,
-                         shape_str(info->ndim, info->shape, sbuf, sizeof sbuf));
+                         eng_dims_str(info->ndim, info->shape, sbuf, sizeof sbuf));
     size_t need = nelem * esize;
 
     json_t *jo = json_object_get(v, "data_offsets");
@@ -187,7 +169,7 @@ static int parse_entry(struct eng_st_file *f, json_t *v, struct eng_st_info *inf
                          path, name, begin, end, f->data_len);
     if (end - begin != need)
         return eng_error("%s: tensor '%s': %s shape %s needs %zu bytes, data_offsets give %llu", path, name,
-                         ds, shape_str(info->ndim, info->shape, sbuf, sizeof sbuf), need, end - begin);
+                         ds, eng_dims_str(info->ndim, info->shape, sbuf, sizeof sbuf), need, end - begin);
     info->data = f->data + begin;
     info->nbytes = need;
     return 0;
@@ -428,7 +410,7 @@ int eng_st_read(const struct eng_st_file *f, const char *name, int ndim, const i
         char have[160], want[160];
         int wn = ndim < 0 ? 0 : ndim;
         return eng_error("%s: tensor '%s' has shape %s, expected %s", f->path, name,
-                         shape_str(t->ndim, t->shape, have, sizeof have), shape_str(wn, shape, want, sizeof want));
+                         eng_dims_str(t->ndim, t->shape, have, sizeof have), eng_dims_str(wn, shape, want, sizeof want));
     }
     convert(t, dst);
     return 0;
@@ -443,7 +425,7 @@ int eng_st_read_any(const struct eng_st_file *f, const char *name, float *dst, s
     if (count > cap) {
         char have[160];
         return eng_error("%s: tensor '%s' has shape %s (%zu elements), buffer holds %zu", f->path, name,
-                         shape_str(t->ndim, t->shape, have, sizeof have), count, cap);
+                         eng_dims_str(t->ndim, t->shape, have, sizeof have), count, cap);
     }
     convert(t, dst);
     *n = count;

@@ -103,15 +103,26 @@ bool eng_tensor_same_shape(const struct eng_tensor *a, const struct eng_tensor *
 
 const char *eng_shape_str(const struct eng_tensor *t, char *buf, size_t len)
 {
-    size_t off = 0;
+    return eng_dims_str(t->ndim, t->ne, buf, len);
+}
+
+const char *eng_dims_str(int ndim, const int64_t *ne, char *buf, size_t len)
+{
     if (len == 0)
         return buf;
-    buf[0] = '\0';
-    off += (size_t)snprintf(buf + off, len - off, "[");
-    for (int d = 0; d < t->ndim && off < len; d++)
-        off += (size_t)snprintf(buf + off, len - off, d ? ",%lld" : "%lld", (long long)t->ne[d]);
-    if (off < len)
-        snprintf(buf + off, len - off, "]");
+    size_t at = 0;
+    int w = snprintf(buf, len, "[");
+    at = w > 0 ? (size_t)w : 0;
+    for (int i = 0; i < ndim && at < len; i++) {
+        w = snprintf(buf + at, len - at, "%s%lld", i ? "," : "", (long long)ne[i]);
+        if (w < 0)
+            break;
+        at += (size_t)w;
+    }
+    if (at < len)
+        snprintf(buf + at, len - at, "]");
+    else if (len > 4)
+        memcpy(buf + len - 4, "...", 4);
     return buf;
 }
 

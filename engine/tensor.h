@@ -63,8 +63,11 @@ float *eng_tensor_row(const struct eng_tensor *t, int64_t r);
 /* True if a and b have the same ndim and ne. */
 bool eng_tensor_same_shape(const struct eng_tensor *a, const struct eng_tensor *b);
 
-/* "[2,7,7,64]" into buf (always terminated). Returns buf. */
+/* "[2,7,7,64]" into buf (always terminated; ending "..." if it does not fit). Returns buf. */
 const char *eng_shape_str(const struct eng_tensor *t, char *buf, size_t len);
+
+/* The same for a bare list of ndim dimensions (a checkpoint header's shape; ndim may be 0). */
+const char *eng_dims_str(int ndim, const int64_t *ne, char *buf, size_t len);
 
 /* Copy src into dst element by element (shapes must match; either may be strided).
  * Returns 0, or -1 with a message naming both tensors if the shapes differ. */

@@ -14,6 +14,7 @@
 
 #include "engine/error.h"
 #include "engine/safetensors.h" /* eng_f16_to_f32 */
+#include "engine/tensor.h"      /* eng_dims_str */
 
 /* Shard bytes are copied straight into host floats and integers. */
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -42,24 +43,6 @@ struct eng_tfjs {
     int ngroups;
     unsigned char **groups;           /* ngroups, each its shards concatenated (owned) */
 };
-
-static const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t len)
-{
-    size_t at = 0;
-    int w = snprintf(buf, len, "[");
-    at = w > 0 ? (size_t)w : 0;
-    for (int i = 0; i < ndim && at < len; i++) {
-        w = snprintf(buf + at, len - at, "%s%lld", i ? "," : "", (long long)shape[i]);
-        if (w < 0)
-            break;
-        at += (size_t)w;
-    }
-    if (at < len)
-        snprintf(buf + at, len - at, "]");
-    else if (len > 4)
-        memcpy(buf + len - 4, "...", 4);
-    return buf;
-}
 
 /* Read a whole regular file of at most max bytes into a malloc'd buffer (*len its size). */
 static unsigned char *read_file(const char *path, size_t max, size_t *len, int *err)
@@ -422,8 +405,8 @@ int eng_tfjs_read(const struct eng_tfjs *w, const char *name, int ndim, const in
     if (!same) {
         char have[160], want[160];
         return eng_error("%s: weight '%s' has shape %s, expected %s", w->path, name,
-                         shape_str(wt->info.ndim, wt->info.shape, have, sizeof have),
-                         shape_str(ndim < 0 ? 0 : ndim, shape, want, sizeof want));
+                         eng_dims_str(wt->info.ndim, wt->info.shape, have, sizeof have),
+                         eng_dims_str(ndim < 0 ? 0 : ndim, shape, want, sizeof want));
     }
     size_t n = (size_t)wt->info.nelem;
     const unsigned char *src = wt->bytes;
