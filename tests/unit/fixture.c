@@ -273,6 +273,27 @@ void fx_assert_error(const char *path, const char *want)
     ck_assert_msg(strstr(msg, want) != NULL, "message '%s' lacks '%s'", msg, want);
 }
 
+TCase *fx_begin(struct fx *fx, const char *module)
+{
+    fx_open(fx, module);
+    return tcase_create("torch");
+}
+
+int fx_finish(struct fx *fx, TCase *tc)
+{
+    int rc = fx_run(suite_with(tc, fx->module));
+    fx_close(fx);
+    return rc;
+}
+
+void fx_ctx_pair(struct eng_ctx *ctx1, struct eng_ctx *ctx3)
+{
+    if (eng_ctx_init(ctx1, 1, 0) < 0 || eng_ctx_init(ctx3, 3, 0) < 0) {
+        fprintf(stderr, "test contexts: %s\n", eng_errmsg());
+        exit(1);
+    }
+}
+
 Suite *suite_with(TCase *tc, const char *name)
 {
     Suite *s = suite_create(name);

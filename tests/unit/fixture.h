@@ -11,10 +11,9 @@
  *       free(xb); free(wb);
  *   } END_TEST
  *   int main(void) {
- *       fx_open(&fx, "conv");                                // tests/unit/fixtures/conv.safetensors
- *       TCase *tc = tcase_create("torch");
+ *       TCase *tc = fx_begin(&fx, "conv");                   // tests/unit/fixtures/conv.safetensors
  *       tcase_add_loop_test(tc, conv_case, 0, fx_ncases(&fx));
- *       return fx_run(suite_with(tc, "conv"));
+ *       return fx_finish(&fx, tc);
  *   }
  *
  * A fixture file is safetensors: tensors named "<case>/<key>" (NHWC activations, torch-layout
@@ -30,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/ctx.h"
 #include "engine/safetensors.h"
 #include "engine/tensor.h"
 
@@ -101,6 +101,15 @@ void fx_write_file(const char *dir, const char *name, const void *bytes, size_t 
 /* The last engine error (eng_errmsg) must start with path and contain want; fails the test
  * with the message otherwise. */
 void fx_assert_error(const char *path, const char *want);
+
+/* An op test's main in two calls: fx_begin opens the module's fixture (as fx_open, exiting
+ * if it is bad) and returns a fresh "torch" test case for the caller to fill; fx_finish runs
+ * it as the module's suite (fx_run), closes the fixture and returns main's exit status. */
+TCase *fx_begin(struct fx *fx, const char *module);
+int fx_finish(struct fx *fx, TCase *tc);
+/* The contexts the op tests compare: ctx1 on one thread, ctx3 on three (uneven splits), no
+ * scratch. Exits the program with a message if either cannot be made; free with eng_ctx_free. */
+void fx_ctx_pair(struct eng_ctx *ctx1, struct eng_ctx *ctx3);
 
 /* A suite with one test case. */
 Suite *suite_with(TCase *tc, const char *name);

@@ -130,17 +130,14 @@ END_TEST
 
 int main(void)
 {
-    fx_open(&fx, "activation");
-    if (eng_ctx_init(&ctx1, 1, 0) < 0 || eng_ctx_init(&ctx3, 3, 0) < 0)
-        return 1;
-    TCase *tc = tcase_create("torch");
+    TCase *tc = fx_begin(&fx, "activation");
+    fx_ctx_pair(&ctx1, &ctx3);
     tcase_add_loop_test(tc, act_case, 0, fx_ncases(&fx));
     tcase_add_test(tc, threads_match_serial);
     tcase_add_test(tc, nan_propagates);
     tcase_add_test(tc, parse);
-    int rc = fx_run(suite_with(tc, "activation"));
+    int rc = fx_finish(&fx, tc);
     eng_ctx_free(&ctx1);
     eng_ctx_free(&ctx3);
-    fx_close(&fx);
     return rc;
 }

@@ -285,14 +285,11 @@ END_TEST
 
 int main(void)
 {
-    fx_open(&fx, "conv");
-    TCase *tc = tcase_create("torch");
+    TCase *tc = fx_begin(&fx, "conv");
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, conv_case, 0, fx_ncases(&fx));
     tcase_add_test(tc, error_shapes);
     tcase_add_test(tc, error_geometry);
     tcase_add_test(tc, padding_helpers);
-    int rc = fx_run(suite_with(tc, "conv"));
-    fx_close(&fx);
-    return rc;
+    return fx_finish(&fx, tc);
 }

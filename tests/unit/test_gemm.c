@@ -52,11 +52,8 @@ END_TEST
 
 int main(void)
 {
-    fx_open(&fx, "gemm");
-    TCase *tc = tcase_create("torch");
+    TCase *tc = fx_begin(&fx, "gemm");
     tcase_add_loop_test(tc, gemm_one_thread, 0, fx_ncases(&fx));
     tcase_add_loop_test(tc, gemm_two_threads_padded, 0, fx_ncases(&fx));
-    int rc = fx_run(suite_with(tc, "gemm"));
-    fx_close(&fx);
-    return rc;
+    return fx_finish(&fx, tc);
 }

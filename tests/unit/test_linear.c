@@ -192,12 +192,9 @@ END_TEST
 
 int main(void)
 {
-    fx_open(&fx, "linear");
-    TCase *tc = tcase_create("torch");
+    TCase *tc = fx_begin(&fx, "linear");
     tcase_add_loop_test(tc, linear_case, 0, fx_ncases(&fx));
     tcase_add_test(tc, linear_errors);
     tcase_add_test(tc, matmul_errors);
-    int rc = fx_run(suite_with(tc, "linear"));
-    fx_close(&fx);
-    return rc;
+    return fx_finish(&fx, tc);
 }

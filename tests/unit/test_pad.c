@@ -82,15 +82,12 @@ END_TEST
 
 int main(void)
 {
-    fx_open(&fx, "pad");
-    if (eng_ctx_init(&ctx1, 1, 0) < 0 || eng_ctx_init(&ctx3, 3, 0) < 0)
-        return 1;
-    TCase *tc = tcase_create("torch");
+    TCase *tc = fx_begin(&fx, "pad");
+    fx_ctx_pair(&ctx1, &ctx3);
     tcase_add_loop_test(tc, pad_case, 0, fx_ncases(&fx));
     tcase_add_test(tc, errors);
-    int rc = fx_run(suite_with(tc, "pad"));
+    int rc = fx_finish(&fx, tc);
     eng_ctx_free(&ctx1);
     eng_ctx_free(&ctx3);
-    fx_close(&fx);
     return rc;
 }

@@ -93,12 +93,9 @@ END_TEST
 
 int main(void)
 {
-    fx_open(&fx, "resize");
-    TCase *tc = tcase_create("torch");
+    TCase *tc = fx_begin(&fx, "resize");
     tcase_add_loop_test(tc, resize_case, 0, fx_ncases(&fx));
     tcase_add_loop_test(tc, resize_case_threads_strided, 0, fx_ncases(&fx));
     tcase_add_test(tc, resize_errors);
-    int rc = fx_run(suite_with(tc, "resize"));
-    fx_close(&fx);
-    return rc;
+    return fx_finish(&fx, tc);
 }

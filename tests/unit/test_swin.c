@@ -282,13 +282,10 @@ END_TEST
 
 int main(void)
 {
-    fx_open(&fx, "swin");
-    TCase *tc = tcase_create("torchvision");
+    TCase *tc = fx_begin(&fx, "swin");
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, swin_case, 0, fx_ncases(&fx));
     tcase_add_loop_test(tc, swin_case_threads, 0, fx_ncases(&fx));
     tcase_add_test(tc, swin_errors);
-    int rc = fx_run(suite_with(tc, "swin"));
-    fx_close(&fx);
-    return rc;
+    return fx_finish(&fx, tc);
 }
