@@ -380,10 +380,29 @@ static void im2col_rows(const struct eng_conv *c, const struct conv_plan *pl, co
     const struct eng_conv_params *p = &c->p;
     int64_t groups = p->groups, cin_g = p->cin / groups, kg = (int64_t)p->kh * p->kw * cin_g;
     int64_t b = r0 / (pl->oh * pl->ow), oy = r0 / pl->ow % pl->oh, ox = r0 % pl->ow;
+    /* With one group, no horizontal dilation and pixels packed (not a channel slice), the kw
+     * taps of a kernel row are kw*cin adjacent floats: one copy per row instead of one per tap.
+     * It is what keeps a 3-channel stem (21-float runs instead of 3-float ones) fed. */
+    bool row_runs = groups == 1 && p->dil_w == 1 && x->nb[2] == (size_t)cin_g * sizeof(float);
     for (int64_t r = r0; r < r1; r++) {
         float *dst = buf + (r - r0) * pl->ktot;
         for (int ky = 0; ky < p->kh; ky++) {
             int64_t iy = oy * p->stride_h - pl->pt + (int64_t)ky * p->dil_h;
+            if (row_runs) {
+                float *d = dst + (int64_t)ky * p->kw * cin_g;
+                int64_t ix0 = ox * p->stride_w - pl->pl;
+                int64_t kx0 = ix0 < 0 ? -ix0 : 0, kx1 = pl->w - ix0 < p->kw ? pl->w - ix0 : p->kw;
+                if (iy < 0 || iy >= pl->h || kx1 <= kx0) {
+                    memset(d, 0, (size_t)(p->kw * cin_g) * sizeof(float));
+                    continue;
+                }
+                if (kx0 > 0)
+                    memset(d, 0, (size_t)(kx0 * cin_g) * sizeof(float));
+                memcpy(d + kx0 * cin_g, pixel(x, b, iy, ix0 + kx0), (size_t)((kx1 - kx0) * cin_g) * sizeof(float));
+                if (kx1 < p->kw)
+                    memset(d + kx1 * cin_g, 0, (size_t)((p->kw - kx1) * cin_g) * sizeof(float));
+                continue;
+            }
             for (int kx = 0; kx < p->kw; kx++) {
                 int64_t ix = ox * p->stride_w - pl->pl + (int64_t)kx * p->dil_w;
                 float *d = dst + ((int64_t)ky * p->kw + kx) * cin_g;
