@@ -238,6 +238,9 @@ int main(int argc, char **argv)
     blas_threads(1); /* the engine's rule, restored */
 
     printf("salient bench_conv: %d thread(s), batch %d, best of %d runs\n", threads, batch, reps);
+#ifdef HAVE_OPENBLAS_GET_CONFIG
+    printf("BLAS: %s\n", openblas_get_config());
+#endif
     printf("OpenBLAS sgemm 2048^3 on %d thread(s): %.1f GFLOP/s (the peak below)\n\n", threads, peak);
     printf("%-12s %-12s %5s %5s %2s %2s %4s %3s | %9s %10s | %9s %9s\n", "net", "where", "cin", "cout", "k", "s", "h",
            "n", "conv GF/s", "sgemm GF/s", "conv/gemm", "conv/peak");

@@ -148,6 +148,12 @@ static int conv_plan(const struct eng_conv *c, const int64_t *x_ne, int nthreads
         tile = CONV_MIN_TILE_ROWS;
     if (tile > share)
         tile = share;
+    /* Round the tile count up to a multiple of the threads and even out the tiles, so no
+     * thread is left with one tile more than the others (7 tiles on 2 threads idle one core
+     * for a seventh of the time). */
+    int64_t ntile = (pl->m + tile - 1) / tile;
+    ntile = (ntile + nth - 1) / nth * nth;
+    tile = (pl->m + ntile - 1) / ntile;
     pl->tile = tile;
     pl->ntile = (pl->m + tile - 1) / tile;
     pl->tasks = (int)(pl->ntile < nth ? pl->ntile : nth);
