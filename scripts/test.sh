@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/prepare-repo.sh
 status=0
-make -C build -j"$(nproc)" check || status=$?
+# Build the test programs quietly first, so the output below is the tests' own.
+make -C build -j"$(nproc)" check TESTS= >/dev/null
+make -C build --no-print-directory -s -j"$(nproc)" check || status=$?
 # Show what each test printed (worst errors per op, skipped cases), and the log of anything that failed.
 for log in $(find build/tests -name '*.log' ! -name 'test-suite.log' | sort); do
   if grep -q '^worst' "$log"; then
