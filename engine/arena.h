@@ -19,6 +19,7 @@
 struct eng_arena {
     char name[64];
     char *base;  /* owned; NULL for a measuring arena */
+    int mapped;  /* base came from mmap (large arenas): pages are committed when first touched */
     size_t size; /* bytes available */
     size_t used; /* bytes handed out, including alignment */
     size_t peak; /* largest `used` seen */
@@ -27,6 +28,11 @@ struct eng_arena {
 /* Allocate size bytes for the arena. size 0 makes a measuring arena: allocations fail, but
  * `peak` still records what would have been needed. Returns 0, or -1 with a message. */
 int eng_arena_init(struct eng_arena *a, const char *name, size_t size);
+
+/* Reserve size bytes of address space without committing memory: pages are committed only
+ * when a caller touches them. For one dry run that measures `peak` on a real forward pass;
+ * size it generously (gigabytes cost nothing until used). Returns 0 or -1 with a message. */
+int eng_arena_init_reserve(struct eng_arena *a, const char *name, size_t size);
 
 /* Release the arena's memory; every pointer it handed out becomes invalid. */
 void eng_arena_free(struct eng_arena *a);

@@ -4,5 +4,13 @@ models_libmodels_la_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 models_libmodels_la_LIBADD = engine/libengine.la $(JANSSON_LIBS)
 models_libmodels_la_SOURCES = \
 	models/manifest.c models/manifest.h \
-	models/repository.c models/repository.h
-EXTRA_DIST += models/README.md
+	models/repository.c models/repository.h \
+	models/model.c models/model.h models/families.h \
+	models/preprocess.c models/preprocess.h \
+	models/weights.c models/weights.h \
+	models/backbone.c models/backbone.h \
+	models/densenet.c \
+	models/resnet.c \
+	models/swin.c \
+	models/quadrant_ae.c
+EXTRA_DIST += models/README.md models/export

@@ -2,6 +2,7 @@
 # setup.sh: install what salient needs on Debian bookworm (as root), then build it.
 # Idempotent: installs only missing packages and rebuilds only what changed.
 #   scripts/setup.sh            # packages + build
+#   scripts/setup.sh --test    # also what the test suite needs (PyTorch for the parity tests)
 #   SALIENT_SKIP_APT=1 scripts/setup.sh   # build only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,11 @@ PACKAGES=(
   build-essential autoconf automake libtool pkg-config git ca-certificates curl
   libmicrohttpd-dev libjansson-dev check libopenblas-dev libturbojpeg0-dev libpng-dev
 )
+
+# The parity tests compare against PyTorch and torchvision; serving needs neither.
+if [ "${1:-}" = "--test" ]; then
+  PACKAGES+=(python3 python3-torch python3-torchvision python3-numpy python3-pil)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

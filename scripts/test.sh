@@ -3,7 +3,7 @@
 # test suite (unit tests against PyTorch-made fixtures, then a real salientd on loopback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --test
 scripts/prepare-repo.sh
 status=0
 # Build the test programs quietly first, so the output below is the tests' own.

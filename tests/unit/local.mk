@@ -21,7 +21,7 @@ tests_unit_libfixture_la_SOURCES = tests/unit/fixture.c tests/unit/fixture.h
 tests_unit_libfixture_la_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JANSSON_CFLAGS)
 UNIT_LDADD = tests/unit/libfixture.la models/libmodels.la engine/libengine.la $(CHECK_LIBS) $(JANSSON_LIBS) $(BLAS_LIBS) $(OPENMP_CFLAGS) -lm
 UNIT_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JANSSON_CFLAGS)
-AM_TESTS_ENVIRONMENT = SALIENTD='$(abs_top_builddir)/server/salientd'; export SALIENTD; SALIENT_FIXTURES='$(abs_top_srcdir)/tests/unit/fixtures'; export SALIENT_FIXTURES; OMP_NUM_THREADS=2; export OMP_NUM_THREADS;
+AM_TESTS_ENVIRONMENT = SALIENT_RUN='$(abs_top_builddir)/tools/salient-run'; export SALIENT_RUN; SALIENT_SRCDIR='$(abs_top_srcdir)'; export SALIENT_SRCDIR; SALIENTD='$(abs_top_builddir)/server/salientd'; export SALIENTD; SALIENT_FIXTURES='$(abs_top_srcdir)/tests/unit/fixtures'; export SALIENT_FIXTURES; OMP_NUM_THREADS=2; export OMP_NUM_THREADS;
 tests_unit_test_tensor_SOURCES = tests/unit/test_tensor.c
 tests_unit_test_tensor_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_tensor_LDADD = $(UNIT_LDADD)

@@ -1,0 +1,61 @@
+/* backbone.c: choosing a backbone family and pooling its features. */
+#include "models/backbone.h"
+
+#include <string.h>
+
+#include "engine/error.h"
+#include "engine/pooling.h"
+
+int mdl_alloc(struct eng_arena *act, const char *name, int ndim, const int64_t *ne, struct eng_tensor *t)
+{
+    size_t n = 1;
+    for (int d = 0; d < ndim; d++)
+        n *= (size_t)ne[d];
+    float *p = eng_arena_floats(act, n);
+    if (!p)
+        return -1;
+    *t = eng_tensor_make(name, p, ndim, ne);
+    return 0;
+}
+
+int mdl_backbone_load(struct mdl_backbone *b, const char *family, const struct mdl_weights *w, json_t *spec,
+                      int64_t in_c)
+{
+    static const struct mdl_backbone_ops *const all[] = {&mdl_backbone_densenet, &mdl_backbone_resnet};
+    memset(b, 0, sizeof *b);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(all[i]->family, family) == 0) {
+            b->ops = all[i];
+            b->in_c = in_c;
+            if (all[i]->load(b, w, spec, in_c) < 0) {
+                b->ops = NULL;
+                return -1;
+            }
+            return 0;
+        }
+    return eng_error("unknown backbone family '%s' (known: densenet, resnet)", family);
+}
+
+void mdl_backbone_free(struct mdl_backbone *b)
+{
+    if (b->ops)
+        b->ops->free(b);
+    b->ops = NULL;
+}
+
+int mdl_backbone_features(const struct mdl_backbone *b, struct eng_ctx *ctx, struct eng_arena *act,
+                          const struct eng_tensor *x, struct eng_tensor *fmap, const struct mdl_output *out)
+{
+    return b->ops->forward(b, ctx, act, x, fmap, out);
+}
+
+int mdl_backbone_pooled(const struct mdl_backbone *b, struct eng_ctx *ctx, struct eng_arena *act,
+                        const struct eng_tensor *x, struct eng_tensor *pooled, const struct mdl_output *out)
+{
+    struct eng_tensor fmap;
+    if (b->ops->forward(b, ctx, act, x, &fmap, out) < 0)
+        return -1;
+    if (mdl_alloc(act, "pooled", 2, (int64_t[]){fmap.ne[0], fmap.ne[3]}, pooled) < 0)
+        return -1;
+    return eng_global_avg_pool(ctx, &fmap, pooled);
+}

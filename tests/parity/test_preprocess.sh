@@ -1,0 +1,3 @@
+#!/bin/sh
+# placeholder until the preprocess parity test lands
+exit 77

@@ -1,0 +1,3 @@
+#!/bin/sh
+# placeholder until the resnet parity test lands
+exit 77

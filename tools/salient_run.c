@@ -1,0 +1,2 @@
+/* salient_run.c: placeholder */
+int main(void) { return 1; }
