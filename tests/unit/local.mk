@@ -13,7 +13,8 @@ UNIT_TESTS = \
 	tests/unit/test_resize \
 	tests/unit/test_safetensors \
 	tests/unit/test_tfjs \
-	tests/unit/test_manifest
+	tests/unit/test_manifest \
+	tests/unit/test_decode_image
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 check_LTLIBRARIES = tests/unit/libfixture.la
@@ -64,4 +65,7 @@ tests_unit_test_tfjs_LDADD = $(UNIT_LDADD)
 tests_unit_test_manifest_SOURCES = tests/unit/test_manifest.c
 tests_unit_test_manifest_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_manifest_LDADD = $(UNIT_LDADD)
+tests_unit_test_decode_image_SOURCES = tests/unit/test_decode_image.c server/decode_image.c server/decode_image.h
+tests_unit_test_decode_image_CFLAGS = $(UNIT_CFLAGS) $(TURBOJPEG_CFLAGS) $(PNG_CFLAGS)
+tests_unit_test_decode_image_LDADD = $(UNIT_LDADD) $(TURBOJPEG_LIBS) $(PNG_LIBS)
 EXTRA_DIST += tests/unit/README.md tests/unit/fixtures
