@@ -1,45 +1,437 @@
-/* resnet.c: placeholder until the family lands (issue 3). */
+/* resnet.c: torchvision ResNet-18/34/50/101 classifiers, batch norm folded into every convolution.
+ *
+ * Block outputs alternate between two ping-pong buffers sized for the largest activation; a
+ * block's temporaries (conv1/conv2 outputs, the downsample branch) sit above them and are
+ * rewound after each block, so the arena holds two maps plus one block's worth of scratch.
+ * The residual add and its ReLU are one pass (eng_add with ENG_ACT_RELU) in place on the
+ * output of the block's last convolution.
+ *
+ * Manifest (family "resnet"):
+ *   "arch": {"name": "resnet50", "block": "basic" | "bottleneck", "layers": [3, 4, 6, 3],
+ *            "in_channels": 3}      (name gives torchvision's configuration)
+ *   "preset": "covid" | "imagenet" | "generic" | "multilabel"
+ *   "output": {"activation": "softmax" | "sigmoid" | "none"}   (default from the preset)
+ *   "labels": one per fc output.
+ * Weights: torchvision names (conv1, bn1, layer<i>.<j>.*, fc).
+ */
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/activation.h"
+#include "engine/eltwise.h"
 #include "engine/error.h"
+#include "engine/linear.h"
+#include "engine/pooling.h"
+#include "models/backbone.h"
 #include "models/families.h"
+#include "models/weights.h"
 
-static int ph_load(struct mdl_model *m)
+struct rn_block {
+    struct eng_conv conv1, conv2, conv3; /* conv3: bottleneck only; BN folded, ReLU fused but for
+                                            the last conv, whose ReLU comes after the add */
+    struct eng_conv down;                /* downsample.0 + downsample.1 folded */
+    bool has_down;
+    int64_t cout;
+};
+
+struct rn_backbone {
+    bool bottleneck;
+    int layers[4];
+    struct eng_conv conv1; /* 7x7/2, bn1 folded, ReLU */
+    struct rn_block *blocks[4];
+};
+
+struct rn_arch_default {
+    const char *name;
+    bool bottleneck;
+    int layers[4];
+};
+
+static const struct rn_arch_default rn_archs[] = {
+    {"resnet18", false, {2, 2, 2, 2}},
+    {"resnet34", false, {3, 4, 6, 3}},
+    {"resnet50", true, {3, 4, 6, 3}},
+    {"resnet101", true, {3, 4, 23, 3}},
+    {"resnet152", true, {3, 8, 36, 3}},
+};
+
+/* Fill r from spec: a name ("name" or "arch") gives torchvision's configuration; "block" and
+ * "layers" override it; "in_channels", if given, must be in_c. */
+static int rn_parse_arch(struct rn_backbone *r, json_t *spec, int64_t in_c)
 {
-    (void)m;
-    return eng_error("family 'resnet' is not built yet");
+    if (spec && !json_is_object(spec))
+        return eng_error("resnet 'arch' must be an object");
+    const char *name = "resnet18";
+    json_t *jn = spec ? json_object_get(spec, "name") : NULL;
+    if (!jn && spec)
+        jn = json_object_get(spec, "arch");
+    if (jn) {
+        if (!json_is_string(jn))
+            return eng_error("resnet 'arch.name' must be a string");
+        name = json_string_value(jn);
+    }
+    const struct rn_arch_default *a = NULL;
+    for (size_t i = 0; i < sizeof rn_archs / sizeof rn_archs[0]; i++)
+        if (strcmp(rn_archs[i].name, name) == 0)
+            a = &rn_archs[i];
+    json_t *jb = spec ? json_object_get(spec, "block") : NULL, *jl = spec ? json_object_get(spec, "layers") : NULL;
+    if (!a && (!jb || !jl))
+        return eng_error("unknown resnet arch '%s' (known: resnet18, resnet34, resnet50, resnet101, resnet152; "
+                         "or give block and layers)", name);
+    if (a) {
+        r->bottleneck = a->bottleneck;
+        memcpy(r->layers, a->layers, sizeof r->layers);
+    }
+    if (jb) {
+        const char *s = json_is_string(jb) ? json_string_value(jb) : "";
+        if (strcmp(s, "basic") != 0 && strcmp(s, "bottleneck") != 0)
+            return eng_error("resnet 'arch.block' must be \"basic\" or \"bottleneck\"");
+        r->bottleneck = strcmp(s, "bottleneck") == 0;
+    }
+    if (jl) {
+        if (!json_is_array(jl) || json_array_size(jl) != 4)
+            return eng_error("resnet 'arch.layers' must be a list of 4 block counts");
+        for (size_t i = 0; i < 4; i++) {
+            json_t *e = json_array_get(jl, i);
+            if (!json_is_integer(e) || json_integer_value(e) < 1 || json_integer_value(e) > 256)
+                return eng_error("resnet 'arch.layers[%zu]' must be an integer in 1..256", i);
+            r->layers[i] = (int)json_integer_value(e);
+        }
+    }
+    json_t *jc = spec ? json_object_get(spec, "in_channels") : NULL;
+    if (jc && (!json_is_integer(jc) || json_integer_value(jc) != in_c))
+        return eng_error("resnet 'arch.in_channels' must be %lld, the input's channel count", (long long)in_c);
+    return 0;
 }
 
-static void ph_free(struct mdl_model *m)
+static void rn_free_impl(struct rn_backbone *r)
 {
-    (void)m;
+    if (!r)
+        return;
+    eng_conv_free(&r->conv1);
+    for (int i = 0; i < 4; i++) {
+        if (r->blocks[i])
+            for (int j = 0; j < r->layers[i]; j++) {
+                eng_conv_free(&r->blocks[i][j].conv1);
+                eng_conv_free(&r->blocks[i][j].conv2);
+                eng_conv_free(&r->blocks[i][j].conv3);
+                eng_conv_free(&r->blocks[i][j].down);
+            }
+        free(r->blocks[i]);
+    }
+    free(r);
 }
 
-static int ph_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act, const struct eng_tensor *x,
-                      struct mdl_output *out)
+static void rn_bfree(struct mdl_backbone *b)
 {
-    (void)m, (void)ctx, (void)act, (void)x, (void)out;
+    rn_free_impl(b->impl);
+    b->impl = NULL;
+}
+
+/* layer<i>.<j>.<conv> with layer<i>.<j>.<bn> folded in. */
+static int rn_conv(const struct mdl_weights *w, int i, int j, const char *conv, const char *bn,
+                   struct eng_conv_params p, enum eng_act act, struct eng_conv *out)
+{
+    char a[96], b[96];
+    snprintf(a, sizeof a, "layer%d.%d.%s", i + 1, j, conv);
+    snprintf(b, sizeof b, "layer%d.%d.%s", i + 1, j, bn);
+    p.act = act;
+    return mdl_load_conv(w, a, b, &p, out);
+}
+
+static int rn_bload(struct mdl_backbone *bb, const struct mdl_weights *w, json_t *spec, int64_t in_c)
+{
+    struct rn_backbone *r = calloc(1, sizeof *r);
+    if (!r)
+        return eng_error("out of memory for a resnet");
+    if (rn_parse_arch(r, spec, in_c) < 0)
+        goto fail;
+    struct eng_conv_params p = eng_conv_torch((int)in_c, 64, 7, 2, 3, 1, 1);
+    p.act = ENG_ACT_RELU;
+    if (mdl_load_conv(w, "conv1", "bn1", &p, &r->conv1) < 0)
+        goto fail;
+    int inplanes = 64, exp = r->bottleneck ? 4 : 1;
+    for (int i = 0; i < 4; i++) {
+        int planes = 64 << i, stride = i == 0 ? 1 : 2;
+        r->blocks[i] = calloc((size_t)r->layers[i], sizeof(struct rn_block));
+        if (!r->blocks[i]) {
+            eng_error("out of memory for a resnet");
+            goto fail;
+        }
+        for (int j = 0; j < r->layers[i]; j++) {
+            struct rn_block *B = &r->blocks[i][j];
+            int s = j == 0 ? stride : 1;
+            B->cout = (int64_t)planes * exp;
+            if (r->bottleneck) {
+                /* torchvision (v1.5): the stride sits on the 3x3 conv */
+                if (rn_conv(w, i, j, "conv1", "bn1", eng_conv_torch(inplanes, planes, 1, 1, 0, 1, 1), ENG_ACT_RELU,
+                            &B->conv1) < 0 ||
+                    rn_conv(w, i, j, "conv2", "bn2", eng_conv_torch(planes, planes, 3, s, 1, 1, 1), ENG_ACT_RELU,
+                            &B->conv2) < 0 ||
+                    rn_conv(w, i, j, "conv3", "bn3", eng_conv_torch(planes, planes * exp, 1, 1, 0, 1, 1),
+                            ENG_ACT_NONE, &B->conv3) < 0)
+                    goto fail;
+            } else {
+                if (rn_conv(w, i, j, "conv1", "bn1", eng_conv_torch(inplanes, planes, 3, s, 1, 1, 1), ENG_ACT_RELU,
+                            &B->conv1) < 0 ||
+                    rn_conv(w, i, j, "conv2", "bn2", eng_conv_torch(planes, planes, 3, 1, 1, 1, 1), ENG_ACT_NONE,
+                            &B->conv2) < 0)
+                    goto fail;
+            }
+            B->has_down = s != 1 || inplanes != planes * exp;
+            if (B->has_down &&
+                rn_conv(w, i, j, "downsample.0", "downsample.1",
+                        eng_conv_torch(inplanes, planes * exp, 1, s, 0, 1, 1), ENG_ACT_NONE, &B->down) < 0)
+                goto fail;
+            inplanes = planes * exp;
+        }
+    }
+    bb->impl = r;
+    bb->features = inplanes;
+    return 0;
+fail:
+    rn_free_impl(r);
     return -1;
 }
 
-const struct mdl_family mdl_family_resnet = {"resnet", ph_load, ph_free, ph_forward};
-
-#include "models/backbone.h"
-
-static int ph_bload(struct mdl_backbone *b, const struct mdl_weights *w, json_t *spec, int64_t in_c)
+/* Every map's spatial size, to size the ping-pong buffers: the stem conv's output, then each
+ * block's. Returns the largest per-image float count, or -1 with a message. */
+static int64_t rn_max_map(const struct rn_backbone *r, int64_t h, int64_t w)
 {
-    (void)b, (void)w, (void)spec, (void)in_c;
-    return eng_error("backbone 'resnet' is not built yet");
+    int64_t oh, ow, best;
+    struct eng_pool2d mp = eng_pool2d_make(3, 2, 1);
+    if (eng_conv_out_size(&r->conv1, h, w, &oh, &ow) < 0)
+        return eng_error("resnet: a %lldx%lld input is too small", (long long)h, (long long)w);
+    best = oh * ow * 64;
+    if (eng_pool2d_out(&mp, oh, ow, &h, &w) < 0)
+        return eng_error("resnet: a %lldx%lld input is too small", (long long)h, (long long)w);
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < r->layers[i]; j++) {
+            const struct rn_block *B = &r->blocks[i][j];
+            const struct eng_conv *sc = r->bottleneck ? &B->conv2 : &B->conv1; /* the strided one */
+            if (eng_conv_out_size(sc, h, w, &oh, &ow) < 0)
+                return eng_error("resnet: the input is too small for layer%d", i + 1);
+            h = oh, w = ow;
+            if (h * w * B->cout > best)
+                best = h * w * B->cout;
+        }
+    return best;
 }
 
-static void ph_bfree(struct mdl_backbone *b)
+/* One block: x -> y (y preallocated [n, oh, ow, cout]); temporaries above the arena's mark. */
+static int rn_block_forward(const struct rn_backbone *r, const struct rn_block *B, struct eng_ctx *ctx,
+                            struct eng_arena *act, const struct eng_tensor *x, struct eng_tensor *y)
 {
-    (void)b;
+    int64_t n = x->ne[0], oh = y->ne[1], ow = y->ne[2];
+    size_t mark = eng_arena_mark(act);
+    struct eng_tensor t1, t2, id = *x;
+    int rc = -1;
+    if (r->bottleneck) {
+        if (mdl_alloc(act, "conv1", 4, (int64_t[]){n, x->ne[1], x->ne[2], B->conv1.p.cout}, &t1) < 0 ||
+            eng_conv2d(ctx, &B->conv1, x, &t1) < 0 ||
+            mdl_alloc(act, "conv2", 4, (int64_t[]){n, oh, ow, B->conv2.p.cout}, &t2) < 0 ||
+            eng_conv2d(ctx, &B->conv2, &t1, &t2) < 0 || eng_conv2d(ctx, &B->conv3, &t2, y) < 0)
+            goto out;
+    } else {
+        if (mdl_alloc(act, "conv1", 4, (int64_t[]){n, oh, ow, B->conv1.p.cout}, &t1) < 0 ||
+            eng_conv2d(ctx, &B->conv1, x, &t1) < 0 || eng_conv2d(ctx, &B->conv2, &t1, y) < 0)
+            goto out;
+    }
+    if (B->has_down && (mdl_alloc(act, "downsample", 4, (int64_t[]){n, oh, ow, B->cout}, &id) < 0 ||
+                        eng_conv2d(ctx, &B->down, x, &id) < 0))
+        goto out;
+    rc = eng_add(ctx, ENG_ACT_RELU, 0.0f, y, &id, y);
+out:
+    eng_arena_rewind(act, mark);
+    return rc;
 }
 
-static int ph_bforward(const struct mdl_backbone *b, struct eng_ctx *ctx, struct eng_arena *act,
+static int rn_bforward(const struct mdl_backbone *bb, struct eng_ctx *ctx, struct eng_arena *act,
                        const struct eng_tensor *x, struct eng_tensor *fmap, const struct mdl_output *out)
 {
-    (void)b, (void)ctx, (void)act, (void)x, (void)fmap, (void)out;
-    return -1;
+    const struct rn_backbone *r = bb->impl;
+    if (x->ndim != 4 || x->ne[3] != bb->in_c)
+        return eng_error("resnet: input must be [n,h,w,%lld]", (long long)bb->in_c);
+    int64_t n = x->ne[0], h, w, oh, ow;
+    int64_t most = rn_max_map(r, x->ne[1], x->ne[2]);
+    if (most < 0)
+        return -1;
+    float *buf[2];
+    buf[0] = eng_arena_floats(act, (size_t)(n * most));
+    buf[1] = buf[0] ? eng_arena_floats(act, (size_t)(n * most)) : NULL;
+    if (!buf[1])
+        return -1;
+    eng_conv_out_size(&r->conv1, x->ne[1], x->ne[2], &oh, &ow);
+    struct eng_tensor s = eng_tensor_make("conv1", buf[0], 4, (int64_t[]){n, oh, ow, 64});
+    if (eng_conv2d(ctx, &r->conv1, x, &s) < 0)
+        return -1;
+    struct eng_pool2d mp = eng_pool2d_make(3, 2, 1);
+    eng_pool2d_out(&mp, oh, ow, &h, &w);
+    struct eng_tensor cur = eng_tensor_make("maxpool", buf[1], 4, (int64_t[]){n, h, w, 64});
+    if (eng_max_pool2d(ctx, &mp, &s, &cur) < 0)
+        return -1;
+    int which = 1;
+    char name[32];
+    for (int i = 0; i < 4; i++) {
+        for (int j = 0; j < r->layers[i]; j++) {
+            const struct rn_block *B = &r->blocks[i][j];
+            eng_conv_out_size(r->bottleneck ? &B->conv2 : &B->conv1, cur.ne[1], cur.ne[2], &oh, &ow);
+            snprintf(name, sizeof name, "layer%d", i + 1);
+            struct eng_tensor y = eng_tensor_make(name, buf[1 - which], 4, (int64_t[]){n, oh, ow, B->cout});
+            if (rn_block_forward(r, B, ctx, act, &cur, &y) < 0)
+                return -1;
+            cur = y;
+            which = 1 - which;
+        }
+        mdl_tap(out, cur.name, &cur);
+    }
+    snprintf(cur.name, sizeof cur.name, "features");
+    *fmap = cur;
+    mdl_tap(out, "features", fmap);
+    return 0;
 }
 
-const struct mdl_backbone_ops mdl_backbone_resnet = {"resnet", ph_bload, ph_bfree, ph_bforward};
+const struct mdl_backbone_ops mdl_backbone_resnet = {"resnet", rn_bload, rn_bfree, rn_bforward};
+
+/* ---- the classifier family --------------------------------------------------------------------- */
+
+enum rn_head_act { RN_HEAD_NONE, RN_HEAD_SIGMOID, RN_HEAD_SOFTMAX };
+
+struct rn_model {
+    struct mdl_backbone bb;
+    struct eng_linear fc;
+    enum rn_head_act act;
+};
+
+static void rn_free(struct mdl_model *m)
+{
+    struct rn_model *rm = m->impl;
+    if (!rm)
+        return;
+    mdl_backbone_free(&rm->bb);
+    eng_linear_free(&rm->fc);
+    free(rm);
+    m->impl = NULL;
+}
+
+static int rn_parse_output(json_t *man, enum rn_head_act *act)
+{
+    json_t *jp = json_object_get(man, "preset");
+    *act = RN_HEAD_SOFTMAX;
+    if (jp) {
+        const char *s = json_is_string(jp) ? json_string_value(jp) : "";
+        if (strcmp(s, "multilabel") == 0)
+            *act = RN_HEAD_SIGMOID;
+        else if (strcmp(s, "covid") != 0 && strcmp(s, "imagenet") != 0 && strcmp(s, "generic") != 0)
+            return eng_error("unknown resnet preset '%s' (known: covid, imagenet, generic, multilabel)", s);
+    }
+    json_t *jo = json_object_get(man, "output");
+    if (!jo)
+        return 0;
+    json_t *ja = json_is_object(jo) ? json_object_get(jo, "activation") : NULL;
+    if (!json_is_object(jo))
+        return eng_error("'output' must be an object");
+    if (!ja)
+        return 0;
+    const char *s = json_is_string(ja) ? json_string_value(ja) : "";
+    if (strcmp(s, "softmax") == 0)
+        *act = RN_HEAD_SOFTMAX;
+    else if (strcmp(s, "sigmoid") == 0)
+        *act = RN_HEAD_SIGMOID;
+    else if (strcmp(s, "none") == 0)
+        *act = RN_HEAD_NONE;
+    else
+        return eng_error("'output.activation' must be \"softmax\", \"sigmoid\" or \"none\"");
+    return 0;
+}
+
+static int rn_load(struct mdl_model *m)
+{
+    json_t *man = m->manifest.json;
+    struct rn_model *rm = calloc(1, sizeof *rm);
+    if (!rm)
+        return eng_error("out of memory");
+    m->impl = rm;
+    if (rn_parse_output(man, &rm->act) < 0) {
+        rn_free(m);
+        return -1;
+    }
+    json_t *arch = json_object_get(man, "arch");
+    json_t *jin = arch && json_is_object(arch) ? json_object_get(arch, "in_channels") : NULL;
+    int64_t in_c = jin && json_is_integer(jin) ? json_integer_value(jin) : 3;
+    struct mdl_weights w;
+    if (mdl_weights_open(&w, m, "model.safetensors") < 0) {
+        rn_free(m);
+        return -1;
+    }
+    int rc = -1;
+    int64_t shape[8];
+    int nd;
+    if (mdl_backbone_load(&rm->bb, "resnet", &w, arch, in_c) < 0 ||
+        (nd = mdl_weights_shape(&w, "fc.weight", shape)) < 0)
+        goto out;
+    if (nd != 2 || shape[1] != rm->bb.features) {
+        char dims[96];
+        eng_error("tensor 'fc.weight' has shape %s, expected [outputs,%lld]",
+                  eng_dims_str(nd, shape, dims, sizeof dims), (long long)rm->bb.features);
+        goto out;
+    }
+    m->nout = shape[0];
+    if (m->manifest.nlabels != m->nout) {
+        eng_error("the manifest lists %d labels, but tensor 'fc.weight' [%lld,%lld] has %lld outputs",
+                  m->manifest.nlabels, (long long)shape[0], (long long)shape[1], (long long)m->nout);
+        goto out;
+    }
+    if (mdl_load_linear(&w, "fc", rm->bb.features, m->nout, ENG_ACT_NONE, &rm->fc) < 0)
+        goto out;
+    m->in_c = in_c;
+    m->in_h = m->pre.out_h;
+    m->in_w = m->pre.out_w;
+    if (rn_max_map(rm->bb.impl, m->in_h, m->in_w) < 0)
+        goto out;
+    mdl_model_add_tap(m, "layer1");
+    mdl_model_add_tap(m, "layer2");
+    mdl_model_add_tap(m, "layer3");
+    mdl_model_add_tap(m, "layer4");
+    mdl_model_add_tap(m, "features");
+    rc = 0;
+out:
+    mdl_weights_close(&w);
+    if (rc < 0)
+        rn_free(m);
+    return rc;
+}
+
+static int rn_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
+                      const struct eng_tensor *x, struct mdl_output *out)
+{
+    const struct rn_model *rm = m->impl;
+    int64_t n = x->ne[0];
+    struct eng_tensor pooled, logits;
+    if (mdl_backbone_pooled(&rm->bb, ctx, act, x, &pooled, out) < 0)
+        return -1;
+    if (out->logits)
+        logits = eng_tensor_make("logits", out->logits, 2, (int64_t[]){n, m->nout});
+    else if (mdl_alloc(act, "logits", 2, (int64_t[]){n, m->nout}, &logits) < 0)
+        return -1;
+    if (eng_linear(ctx, &rm->fc, &pooled, &logits) < 0)
+        return -1;
+    if (!out->probs)
+        return 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *z = logits.data + i * m->nout;
+        float *p = out->probs + i * m->nout;
+        memcpy(p, z, (size_t)m->nout * sizeof(float));
+        if (rm->act == RN_HEAD_SOFTMAX)
+            eng_softmax_row(p, m->nout);
+        else if (rm->act == RN_HEAD_SIGMOID)
+            for (int64_t j = 0; j < m->nout; j++)
+                p[j] = 1.0f / (1.0f + expf(-z[j]));
+    }
+    return 0;
+}
+
+const struct mdl_family mdl_family_resnet = {"resnet", rn_load, rn_free, rn_forward};

@@ -1,3 +1,3 @@
 #!/bin/sh
-# placeholder until the densenet parity test lands
-exit 77
+# densenet parity against PyTorch (CheXNet, torchxrayvision, small config) and its load errors
+exec /usr/bin/python3 "$SALIENT_SRCDIR/tests/parity/parity_densenet.py"

@@ -1,3 +1,3 @@
 #!/bin/sh
-# placeholder until the resnet parity test lands
-exit 77
+# resnet parity against PyTorch (ResNet-18/50 COVID classifiers, one-channel sigmoid) and its load errors
+exec /usr/bin/python3 "$SALIENT_SRCDIR/tests/parity/parity_resnet.py"
