@@ -15,7 +15,7 @@ PACKAGES=(
 
 # The parity tests compare against PyTorch and torchvision; serving needs neither.
 if [ "${1:-}" = "--test" ]; then
-  PACKAGES+=(python3 python3-torch python3-torchvision python3-numpy python3-pil)
+  PACKAGES+=(python3 python3-torch python3-torchvision python3-numpy python3-pil python3-sklearn)
 fi
 
 missing=()

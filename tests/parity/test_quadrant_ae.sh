@@ -1,3 +1,3 @@
 #!/bin/sh
-# placeholder until the quadrant_ae parity test lands
-exit 77
+# quadrant_ae against PyTorch and scikit-learn: see parity_quadrant_ae.py
+exec /usr/bin/python3 "$SALIENT_SRCDIR/tests/parity/parity_quadrant_ae.py"
