@@ -16,7 +16,8 @@ upstream transform to float tensors:
   decode    no resize: centre crop to the image's own size, range [0, 255], so `input` is the
             decoded pixels and must equal PIL's exactly.
 
-The reference is computed in float32, as a PyTorch user's pipeline runs. Errors are reported in
+The reference is salient_export.load.preprocess_pixels (shared with parity_end_to_end.py),
+computed in float32, as a PyTorch user's pipeline runs. Errors are reported in
 normalised units (the tensor the network sees); for xrv, whose units span [-1024, 1024], the
 error is divided by 1024 first.
 """
@@ -28,13 +29,10 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-import torchvision.transforms.functional as TF  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
-from torchvision.transforms import InterpolationMode  # noqa: E402
+from PIL import Image  # noqa: E402
 
-from paritylib import RUN, Report, read_safetensors  # noqa: E402
+from paritylib import RUN, Report, pattern, read_safetensors, to_pil  # noqa: E402
+from salient_export import load  # noqa: E402  (paritylib put models/export on the path)
 
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 CONFIGS = {
@@ -46,22 +44,6 @@ CONFIGS = {
                 range=[-1024, 1024]),
 }
 TOL = {"chexnet": 1e-4, "swinchex": 1e-4, "xrv": 1e-4, "decode": 0.0}
-
-
-def pattern(w, h, c, seed):
-    """A uint8 [h, w, c] picture with smooth gradients, edges and noise (resizing has work to do)."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(h, dtype=torch.float64)[:, None, None]
-    x = torch.arange(w, dtype=torch.float64)[None, :, None]
-    k = torch.arange(c, dtype=torch.float64)[None, None, :]
-    v = 128 + 90 * torch.sin(x / (7 + 3 * k) + y / 11) * torch.cos(y / (5 + k))
-    v = v + 60 * ((x // 23 + y // 17) % 2) - 30 + 25 * torch.randn(h, w, c, generator=g, dtype=torch.float64)
-    return v.clamp(0, 255).round().to(torch.uint8)
-
-
-def to_pil(t, mode):
-    h, w, c = t.shape
-    return Image.frombytes(mode, (w, h), t.contiguous().numpy().tobytes())
 
 
 def make_images(d):
@@ -96,29 +78,13 @@ def make_images(d):
 
 def pil_pixels(path, channels):
     """PIL's decoded pixels as salient should see them: float32 [C, H, W] in 0..255."""
-    im = ImageOps.exif_transpose(Image.open(path))
-    if channels == 3:
-        return TF.pil_to_tensor(im.convert("RGB")).float()
-    if im.mode in ("L", "LA"):
-        return TF.pil_to_tensor(im.convert("L")).float()
-    return TF.pil_to_tensor(im.convert("RGB")).float().mean(0, keepdim=True)  # torchxrayvision: img.mean(2)
+    return load.pixels(Image.open(path), channels)
 
 
 def reference(path, cfg_name):
-    if cfg_name == "xrv":
-        x = pil_pixels(path, 1)
-        x = 2048.0 * x / 255.0 - 1024.0  # torchxrayvision normalize(img, 255)
-        h, w = x.shape[1:]
-        s = min(h, w)
-        y0, x0 = h // 2 - s // 2, w // 2 - s // 2  # XRayCenterCrop
-        x = x[:, y0:y0 + s, x0:x0 + s]
-        return F.interpolate(x[None], size=(224, 224), mode="bilinear", align_corners=False, antialias=True)[0]
+    """The upstream transform (salient_export.load.preprocess_pixels, shared with the other tests)."""
     cfg = CONFIGS[cfg_name]
-    x = pil_pixels(path, 3) / 255.0  # ToTensor
-    interp = InterpolationMode.BICUBIC if cfg["interpolation"] == "bicubic" else InterpolationMode.BILINEAR
-    x = TF.resize(x, cfg["resize_shorter"], interpolation=interp, antialias=True)
-    x = TF.center_crop(x, cfg["center_crop"])
-    return TF.normalize(x, cfg["mean"], cfg["std"])
+    return load.preprocess_pixels(pil_pixels(path, cfg["channels"]), cfg)
 
 
 def run_salient(tmp, tag, preprocess, images):

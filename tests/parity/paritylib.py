@@ -38,6 +38,24 @@ def randomize_bn(model, seed=0):
     return model.eval()
 
 
+def pattern(w, h, c, seed):
+    """A uint8 [h, w, c] picture with smooth gradients, edges and noise (resizing has work to do)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(h, dtype=torch.float64)[:, None, None]
+    x = torch.arange(w, dtype=torch.float64)[None, :, None]
+    k = torch.arange(c, dtype=torch.float64)[None, None, :]
+    v = 128 + 90 * torch.sin(x / (7 + 3 * k) + y / 11) * torch.cos(y / (5 + k))
+    v = v + 60 * ((x // 23 + y // 17) % 2) - 30 + 25 * torch.randn(h, w, c, generator=g, dtype=torch.float64)
+    return v.clamp(0, 255).round().to(torch.uint8)
+
+
+def to_pil(t, mode):
+    """A uint8 [h, w, c] tensor as a PIL image of mode ("RGB", "L", "RGBA", "LA", ...)."""
+    from PIL import Image
+    h, w, c = t.shape
+    return Image.frombytes(mode, (w, h), t.contiguous().numpy().tobytes())
+
+
 def read_safetensors(path):
     """name -> float32 tensor (F32/F16/BF16 only), and the metadata dict."""
     with open(path, "rb") as f:
