@@ -9,6 +9,7 @@ models_libmodels_la_SOURCES = \
 	models/preprocess.c models/preprocess.h \
 	models/weights.c models/weights.h \
 	models/backbone.c models/backbone.h \
+	models/head.c models/head.h \
 	models/densenet.c \
 	models/resnet.c \
 	models/swin.c \

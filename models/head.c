@@ -1,0 +1,1 @@
+/* head.c: placeholder until the shared classifier head lands. */
