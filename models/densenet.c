@@ -17,7 +17,6 @@
  *   "labels": one per classifier output.
  * Weights: torchvision names (features.*, classifier.*).
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +24,10 @@
 #include "engine/activation.h"
 #include "engine/eltwise.h"
 #include "engine/error.h"
-#include "engine/linear.h"
 #include "engine/pooling.h"
 #include "models/backbone.h"
 #include "models/families.h"
+#include "models/head.h"
 #include "models/weights.h"
 
 #define DN_MAX_BLOCKS 8
@@ -322,13 +321,9 @@ const struct mdl_backbone_ops mdl_backbone_densenet = {"densenet", dn_bload, dn_
 
 /* ---- the classifier family --------------------------------------------------------------------- */
 
-enum dn_head_act { DN_HEAD_NONE, DN_HEAD_SIGMOID, DN_HEAD_SOFTMAX };
-
 struct dn_model {
     struct mdl_backbone bb;
-    struct eng_linear classifier; /* classifier.{weight,bias}: features -> nout */
-    enum dn_head_act act;
-    float *op_threshs;            /* owned, nout floats, or NULL: no calibration */
+    struct mdl_linear_head classifier; /* classifier.{weight,bias}: features -> nout */
 };
 
 static void dn_free(struct mdl_model *m)
@@ -337,14 +332,13 @@ static void dn_free(struct mdl_model *m)
     if (!dm)
         return;
     mdl_backbone_free(&dm->bb);
-    eng_linear_free(&dm->classifier);
-    free(dm->op_threshs);
+    mdl_head_free(&dm->classifier);
     free(dm);
     m->impl = NULL;
 }
 
 /* The head's post-processing from "preset" and "output" (output wins). */
-static int dn_parse_output(json_t *man, enum dn_head_act *act, bool *calibrate)
+static int dn_parse_output(json_t *man, enum mdl_out_act *act, bool *calibrate)
 {
     static const char *const presets[] = {"chexnet", "xrv", "imagenet", "generic", "multilabel"};
     json_t *jp = json_object_get(man, "preset");
@@ -361,38 +355,9 @@ static int dn_parse_output(json_t *man, enum dn_head_act *act, bool *calibrate)
             return eng_error("unknown densenet preset '%s' (known: chexnet, xrv, imagenet, generic, multilabel)",
                              preset);
     }
-    *act = (strcmp(preset, "imagenet") == 0 || strcmp(preset, "generic") == 0) ? DN_HEAD_SOFTMAX : DN_HEAD_SIGMOID;
+    *act = (strcmp(preset, "imagenet") == 0 || strcmp(preset, "generic") == 0) ? MDL_OUT_SOFTMAX : MDL_OUT_SIGMOID;
     *calibrate = strcmp(preset, "xrv") == 0;
-    json_t *jo = json_object_get(man, "output");
-    if (!jo)
-        return 0;
-    if (!json_is_object(jo))
-        return eng_error("'output' must be an object");
-    json_t *ja = json_object_get(jo, "activation");
-    if (ja) {
-        const char *s = json_is_string(ja) ? json_string_value(ja) : "";
-        if (strcmp(s, "sigmoid") == 0)
-            *act = DN_HEAD_SIGMOID;
-        else if (strcmp(s, "softmax") == 0)
-            *act = DN_HEAD_SOFTMAX;
-        else if (strcmp(s, "none") == 0)
-            *act = DN_HEAD_NONE;
-        else
-            return eng_error("'output.activation' must be \"sigmoid\", \"softmax\" or \"none\"");
-    }
-    json_t *jc = json_object_get(jo, "calibration");
-    if (jc) {
-        const char *s = json_is_string(jc) ? json_string_value(jc) : "";
-        if (strcmp(s, "op_threshs") == 0)
-            *calibrate = true;
-        else if (strcmp(s, "none") == 0)
-            *calibrate = false;
-        else
-            return eng_error("'output.calibration' must be \"op_threshs\" or \"none\"");
-    }
-    if (*calibrate && *act != DN_HEAD_SIGMOID)
-        return eng_error("'output.calibration' op_threshs needs 'output.activation' sigmoid");
-    return 0;
+    return mdl_head_parse_output(man, true, act, calibrate);
 }
 
 static int dn_load(struct mdl_model *m)
@@ -404,7 +369,7 @@ static int dn_load(struct mdl_model *m)
     m->impl = dm;
     struct mdl_weights w;
     bool calibrate = false;
-    if (dn_parse_output(man, &dm->act, &calibrate) < 0) {
+    if (dn_parse_output(man, &dm->classifier.act, &calibrate) < 0) {
         dn_free(m);
         return -1;
     }
@@ -416,28 +381,10 @@ static int dn_load(struct mdl_model *m)
         return -1;
     }
     int rc = -1;
-    if (mdl_backbone_load(&dm->bb, "densenet", &w, arch, in_c) < 0)
+    if (mdl_backbone_load(&dm->bb, "densenet", &w, arch, in_c) < 0 ||
+        mdl_head_load(&dm->classifier, &w, "classifier", dm->bb.features, m->manifest.nlabels, calibrate) < 0)
         goto out;
-    int64_t shape[8];
-    int nd = mdl_weights_shape(&w, "classifier.weight", shape);
-    if (nd < 0)
-        goto out;
-    if (nd != 2 || shape[1] != dm->bb.features) {
-        char dims[96];
-        eng_error("tensor 'classifier.weight' has shape %s, expected [outputs,%lld]",
-                  eng_dims_str(nd, shape, dims, sizeof dims), (long long)dm->bb.features);
-        goto out;
-    }
-    m->nout = shape[0];
-    if (m->manifest.nlabels != m->nout) {
-        eng_error("the manifest lists %d labels, but tensor 'classifier.weight' [%lld,%lld] has %lld outputs",
-                  m->manifest.nlabels, (long long)shape[0], (long long)shape[1], (long long)m->nout);
-        goto out;
-    }
-    if (mdl_load_linear(&w, "classifier", dm->bb.features, m->nout, ENG_ACT_NONE, &dm->classifier) < 0)
-        goto out;
-    if (calibrate && !(dm->op_threshs = mdl_weights_get(&w, "op_threshs", 1, (int64_t[]){m->nout})))
-        goto out;
+    m->nout = dm->classifier.nout;
     m->in_c = in_c;
     m->in_h = m->pre.out_h;
     m->in_w = m->pre.out_w;
@@ -459,48 +406,14 @@ out:
     return rc;
 }
 
-/* torchxrayvision's op_norm on sigmoid outputs: p < t -> p / (2t), else 1 - (1 - p) / (2 (1 - t));
- * a NaN threshold marks a label the model was not trained on and gives 0.5, as it does there. */
-static float dn_op_norm(float p, float t)
-{
-    if (isnan(t))
-        return 0.5f;
-    if (p < t)
-        return p / (t * 2.0f);
-    return 1.0f - (1.0f - p) / ((1.0f - t) * 2.0f);
-}
-
 static int dn_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
                       const struct eng_tensor *x, struct mdl_output *out)
 {
     const struct dn_model *dm = m->impl;
-    int64_t n = x->ne[0];
-    struct eng_tensor pooled, logits;
+    struct eng_tensor pooled;
     if (mdl_backbone_pooled(&dm->bb, ctx, act, x, &pooled, out) < 0)
         return -1;
-    if (out->logits)
-        logits = eng_tensor_make("logits", out->logits, 2, (int64_t[]){n, m->nout});
-    else if (mdl_alloc(act, "logits", 2, (int64_t[]){n, m->nout}, &logits) < 0)
-        return -1;
-    if (eng_linear(ctx, &dm->classifier, &pooled, &logits) < 0)
-        return -1;
-    if (!out->probs)
-        return 0;
-    for (int64_t i = 0; i < n; i++) {
-        const float *z = logits.data + i * m->nout;
-        float *p = out->probs + i * m->nout;
-        memcpy(p, z, (size_t)m->nout * sizeof(float));
-        if (dm->act == DN_HEAD_SOFTMAX) {
-            eng_softmax_row(p, m->nout);
-        } else if (dm->act == DN_HEAD_SIGMOID) {
-            for (int64_t j = 0; j < m->nout; j++) {
-                p[j] = 1.0f / (1.0f + expf(-z[j]));
-                if (dm->op_threshs)
-                    p[j] = dn_op_norm(p[j], dm->op_threshs[j]);
-            }
-        }
-    }
-    return 0;
+    return mdl_head_forward(&dm->classifier, ctx, act, &pooled, out);
 }
 
 const struct mdl_family mdl_family_densenet = {"densenet", dn_load, dn_free, dn_forward};

@@ -14,7 +14,6 @@
  *   "labels": one per fc output.
  * Weights: torchvision names (conv1, bn1, layer<i>.<j>.*, fc).
  */
-#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +22,10 @@
 #include "engine/activation.h"
 #include "engine/eltwise.h"
 #include "engine/error.h"
-#include "engine/linear.h"
 #include "engine/pooling.h"
 #include "models/backbone.h"
 #include "models/families.h"
+#include "models/head.h"
 #include "models/weights.h"
 
 struct rn_block {
@@ -298,12 +297,9 @@ const struct mdl_backbone_ops mdl_backbone_resnet = {"resnet", rn_bload, rn_bfre
 
 /* ---- the classifier family --------------------------------------------------------------------- */
 
-enum rn_head_act { RN_HEAD_NONE, RN_HEAD_SIGMOID, RN_HEAD_SOFTMAX };
-
 struct rn_model {
     struct mdl_backbone bb;
-    struct eng_linear fc;
-    enum rn_head_act act;
+    struct mdl_linear_head fc; /* fc.{weight,bias}: features -> nout */
 };
 
 static void rn_free(struct mdl_model *m)
@@ -312,40 +308,25 @@ static void rn_free(struct mdl_model *m)
     if (!rm)
         return;
     mdl_backbone_free(&rm->bb);
-    eng_linear_free(&rm->fc);
+    mdl_head_free(&rm->fc);
     free(rm);
     m->impl = NULL;
 }
 
-static int rn_parse_output(json_t *man, enum rn_head_act *act)
+/* The head's activation from "preset" and "output" (output wins); no calibration here. */
+static int rn_parse_output(json_t *man, enum mdl_out_act *act)
 {
     json_t *jp = json_object_get(man, "preset");
-    *act = RN_HEAD_SOFTMAX;
+    *act = MDL_OUT_SOFTMAX;
     if (jp) {
         const char *s = json_is_string(jp) ? json_string_value(jp) : "";
         if (strcmp(s, "multilabel") == 0)
-            *act = RN_HEAD_SIGMOID;
+            *act = MDL_OUT_SIGMOID;
         else if (strcmp(s, "covid") != 0 && strcmp(s, "imagenet") != 0 && strcmp(s, "generic") != 0)
             return eng_error("unknown resnet preset '%s' (known: covid, imagenet, generic, multilabel)", s);
     }
-    json_t *jo = json_object_get(man, "output");
-    if (!jo)
-        return 0;
-    json_t *ja = json_is_object(jo) ? json_object_get(jo, "activation") : NULL;
-    if (!json_is_object(jo))
-        return eng_error("'output' must be an object");
-    if (!ja)
-        return 0;
-    const char *s = json_is_string(ja) ? json_string_value(ja) : "";
-    if (strcmp(s, "softmax") == 0)
-        *act = RN_HEAD_SOFTMAX;
-    else if (strcmp(s, "sigmoid") == 0)
-        *act = RN_HEAD_SIGMOID;
-    else if (strcmp(s, "none") == 0)
-        *act = RN_HEAD_NONE;
-    else
-        return eng_error("'output.activation' must be \"softmax\", \"sigmoid\" or \"none\"");
-    return 0;
+    bool calibrate = false;
+    return mdl_head_parse_output(man, false, act, &calibrate);
 }
 
 static int rn_load(struct mdl_model *m)
@@ -355,7 +336,7 @@ static int rn_load(struct mdl_model *m)
     if (!rm)
         return eng_error("out of memory");
     m->impl = rm;
-    if (rn_parse_output(man, &rm->act) < 0) {
+    if (rn_parse_output(man, &rm->fc.act) < 0) {
         rn_free(m);
         return -1;
     }
@@ -368,25 +349,10 @@ static int rn_load(struct mdl_model *m)
         return -1;
     }
     int rc = -1;
-    int64_t shape[8];
-    int nd;
     if (mdl_backbone_load(&rm->bb, "resnet", &w, arch, in_c) < 0 ||
-        (nd = mdl_weights_shape(&w, "fc.weight", shape)) < 0)
+        mdl_head_load(&rm->fc, &w, "fc", rm->bb.features, m->manifest.nlabels, false) < 0)
         goto out;
-    if (nd != 2 || shape[1] != rm->bb.features) {
-        char dims[96];
-        eng_error("tensor 'fc.weight' has shape %s, expected [outputs,%lld]",
-                  eng_dims_str(nd, shape, dims, sizeof dims), (long long)rm->bb.features);
-        goto out;
-    }
-    m->nout = shape[0];
-    if (m->manifest.nlabels != m->nout) {
-        eng_error("the manifest lists %d labels, but tensor 'fc.weight' [%lld,%lld] has %lld outputs",
-                  m->manifest.nlabels, (long long)shape[0], (long long)shape[1], (long long)m->nout);
-        goto out;
-    }
-    if (mdl_load_linear(&w, "fc", rm->bb.features, m->nout, ENG_ACT_NONE, &rm->fc) < 0)
-        goto out;
+    m->nout = rm->fc.nout;
     m->in_c = in_c;
     m->in_h = m->pre.out_h;
     m->in_w = m->pre.out_w;
@@ -409,29 +375,10 @@ static int rn_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct eng
                       const struct eng_tensor *x, struct mdl_output *out)
 {
     const struct rn_model *rm = m->impl;
-    int64_t n = x->ne[0];
-    struct eng_tensor pooled, logits;
+    struct eng_tensor pooled;
     if (mdl_backbone_pooled(&rm->bb, ctx, act, x, &pooled, out) < 0)
         return -1;
-    if (out->logits)
-        logits = eng_tensor_make("logits", out->logits, 2, (int64_t[]){n, m->nout});
-    else if (mdl_alloc(act, "logits", 2, (int64_t[]){n, m->nout}, &logits) < 0)
-        return -1;
-    if (eng_linear(ctx, &rm->fc, &pooled, &logits) < 0)
-        return -1;
-    if (!out->probs)
-        return 0;
-    for (int64_t i = 0; i < n; i++) {
-        const float *z = logits.data + i * m->nout;
-        float *p = out->probs + i * m->nout;
-        memcpy(p, z, (size_t)m->nout * sizeof(float));
-        if (rm->act == RN_HEAD_SOFTMAX)
-            eng_softmax_row(p, m->nout);
-        else if (rm->act == RN_HEAD_SIGMOID)
-            for (int64_t j = 0; j < m->nout; j++)
-                p[j] = 1.0f / (1.0f + expf(-z[j]));
-    }
-    return 0;
+    return mdl_head_forward(&rm->fc, ctx, act, &pooled, out);
 }
 
 const struct mdl_family mdl_family_resnet = {"resnet", rn_load, rn_free, rn_forward};

@@ -36,6 +36,7 @@
 #include "engine/swin.h"
 #include "models/backbone.h"
 #include "models/families.h"
+#include "models/head.h"
 #include "models/weights.h"
 
 #define SW_MAX_STAGES 8
@@ -44,8 +45,9 @@
  * (the arena holds one chunk, not the whole map) while each GEMM still has plenty of rows. */
 #define SW_MLP_ROWS 4096
 
+/* SwinCheX's outputs are always softmax pairs (P = softmax(pair)[1]); the linear head's activation
+ * is its mdl_linear_head's. */
 enum sw_head { SW_HEAD_LINEAR, SW_HEAD_SWINCHEX };
-enum sw_output { SW_OUT_SOFTMAX, SW_OUT_SIGMOID, SW_OUT_SOFTMAX_PAIRS };
 
 /* A LayerNorm with its own parameters (eng_layer_norm borrows them). */
 struct sw_norm {
@@ -85,8 +87,7 @@ struct sw_impl {
     struct sw_norm norm;
     int64_t nfeat;
     enum sw_head head;
-    enum sw_output output;
-    struct eng_linear fc;        /* linear head */
+    struct mdl_linear_head linear; /* linear head: head.{weight,bias}, act softmax or sigmoid */
     int nlabels;                 /* SwinCheX: one MLP per label */
     int nhidden;                 /* SwinCheX hidden layers (3) */
     int64_t hidden[SW_MAX_HIDDEN];
@@ -252,11 +253,10 @@ static int sw_parse_head(json_t *man, int nlabels, struct sw_impl *s)
     if (s->head == SW_HEAD_SWINCHEX) {
         if (strcmp(out, "softmax_pairs") != 0)
             return eng_error("manifest: output '%s' does not fit the SwinCheX head (it gives \"softmax_pairs\")", out);
-        s->output = SW_OUT_SOFTMAX_PAIRS;
     } else if (strcmp(out, "softmax") == 0) {
-        s->output = SW_OUT_SOFTMAX;
+        s->linear.act = MDL_OUT_SOFTMAX;
     } else if (strcmp(out, "sigmoid") == 0) {
-        s->output = SW_OUT_SIGMOID;
+        s->linear.act = MDL_OUT_SIGMOID;
     } else {
         return eng_error("manifest: unknown output '%s' for a linear head (known: softmax, sigmoid)", out);
     }
@@ -383,7 +383,7 @@ static void sw_free_impl(struct sw_impl *s)
             eng_swin_merge_free(&g->merge);
     }
     sw_norm_free(&s->norm);
-    eng_linear_free(&s->fc);
+    mdl_head_free(&s->linear);
     if (s->mlps)
         for (int i = 0; i < s->nlabels * (s->nhidden + 1); i++)
             eng_linear_free(&s->mlps[i]);
@@ -404,6 +404,8 @@ static int sw_load_head(const struct mdl_weights *w, struct sw_impl *s)
 {
     char n[96];
     if (s->head == SW_HEAD_LINEAR) {
+        /* Checked here first for swin's own wording of these errors (tests and users match it);
+         * mdl_head_load's checks then pass. */
         int64_t shape[8];
         int nd = mdl_weights_shape(w, "head.weight", shape);
         if (nd < 0)
@@ -413,7 +415,7 @@ static int sw_load_head(const struct mdl_weights *w, struct sw_impl *s)
         if (shape[0] != s->nlabels)
             return eng_error("the manifest has %d labels, but 'head.weight' has %lld outputs (expected [%d, %lld])",
                              s->nlabels, (long long)shape[0], s->nlabels, (long long)s->nfeat);
-        return mdl_load_linear(w, "head", s->nfeat, s->nlabels, ENG_ACT_NONE, &s->fc);
+        return mdl_head_load(&s->linear, w, "head", s->nfeat, s->nlabels, false);
     }
     snprintf(n, sizeof n, "head.%d.0.weight", s->nlabels);
     if (mdl_weights_has(w, n))
@@ -580,7 +582,7 @@ static int sw_head_forward(const struct sw_impl *s, struct eng_ctx *ctx, struct 
                            const struct eng_tensor *pooled, struct eng_tensor *logits)
 {
     if (s->head == SW_HEAD_LINEAR)
-        return eng_linear(ctx, &s->fc, pooled, logits);
+        return eng_linear(ctx, &s->linear.fc, pooled, logits);
     int64_t n = pooled->ne[0];
     struct eng_tensor t[SW_MAX_HIDDEN];
     for (int j = 0; j < s->nhidden; j++)
@@ -644,15 +646,17 @@ static int sw_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct eng
     for (int64_t b = 0; b < n; b++) {
         const float *l = logits.data + b * m->nout;
         float *p = out->probs + b * s->nlabels;
-        if (s->output == SW_OUT_SOFTMAX_PAIRS) {
+        if (s->head == SW_HEAD_SWINCHEX) {
             for (int i = 0; i < s->nlabels; i++)
                 p[i] = sw_pair_prob(l[2 * i], l[2 * i + 1]);
-        } else if (s->output == SW_OUT_SIGMOID) {
+        } else if (s->linear.act == MDL_OUT_SIGMOID) {
+            /* Swin's sigmoid has always been this two-sided form; mdl_head_probs_row's
+             * 1 / (1 + e^-z) differs from it by an ulp or two for about 60% of negative logits, so it
+             * stays until one formula is chosen for every family. */
             for (int i = 0; i < s->nlabels; i++)
                 p[i] = l[i] >= 0 ? 1.0f / (1.0f + expf(-l[i])) : expf(l[i]) / (1.0f + expf(l[i]));
         } else {
-            memcpy(p, l, sizeof(float) * (size_t)s->nlabels);
-            eng_softmax_row(p, s->nlabels);
+            mdl_head_probs_row(&s->linear, l, p);
         }
     }
     return 0;
