@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,7 @@
 
 struct srv_http {
     struct MHD_Daemon *daemon;
-    const struct mdl_repository *repo;
+    int nmodels;
     atomic_int ready;
 };
 
@@ -105,7 +106,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         } else {
             status = MHD_HTTP_OK;
             body = json_pack("{s:s, s:s, s:[], s:i}", "name", "salient", "version", PACKAGE_VERSION, "extensions",
-                             "models", h->repo ? h->repo->nmodels : 0);
+                             "models", h->nmodels);
         }
     } else {
         status = MHD_HTTP_NOT_FOUND;
@@ -126,7 +127,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     *req_cls = NULL;
 }
 
-struct srv_http *srv_http_start(const struct srv_options *o, const struct mdl_repository *repo)
+struct srv_http *srv_http_start(const struct srv_options *o, int nmodels)
 {
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
@@ -141,7 +142,7 @@ struct srv_http *srv_http_start(const struct srv_options *o, const struct mdl_re
         eng_error("out of memory");
         return NULL;
     }
-    h->repo = repo;
+    h->nmodels = nmodels;
     atomic_init(&h->ready, 1);
     h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY | MHD_USE_ERROR_LOG,
                                  (uint16_t)o->port, NULL, NULL, on_request, h,

@@ -1,6 +1,6 @@
 /* The HTTP front: libmicrohttpd daemon, routing, JSON responses, one log line per request.
  *
- *   struct srv_http *h = srv_http_start(&opts, &repo);   // NULL + message (port in use, ...)
+ *   struct srv_http *h = srv_http_start(&opts, nmodels);   // NULL + message (port in use, ...)
  *   ... wait for SIGTERM ...
  *   srv_http_stop(h);
  *
@@ -11,14 +11,13 @@
 #ifndef SALIENT_SERVER_HTTP_H
 #define SALIENT_SERVER_HTTP_H
 
-#include "models/repository.h"
 #include "server/options.h"
 
 struct srv_http; /* opaque */
 
-/* Start listening on o->host:o->port. repo is borrowed and must outlive the server.
+/* Start listening on o->host:o->port, serving nmodels loaded models.
  * Returns NULL with a message (eng_errmsg) if the address cannot be used. */
-struct srv_http *srv_http_start(const struct srv_options *o, const struct mdl_repository *repo);
+struct srv_http *srv_http_start(const struct srv_options *o, int nmodels);
 
 /* The port actually bound (differs from the option when that was 0). */
 int srv_http_port(const struct srv_http *h);

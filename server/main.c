@@ -5,12 +5,21 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "engine/ctx.h"
 #include "engine/error.h"
+#include "models/model.h"
 #include "models/repository.h"
 #include "server/http.h"
 #include "server/options.h"
+
+static void free_models(struct mdl_model **models, int n)
+{
+    for (int i = 0; i < n; i++)
+        mdl_model_free(models[i]);
+    free(models);
+}
 
 int main(int argc, char **argv)
 {
@@ -40,13 +49,42 @@ int main(int argc, char **argv)
     for (int i = 0; i < repo.nproblems; i++)
         fprintf(stderr, "salientd: skipped: %s\n", repo.problems[i]);
     fprintf(stderr, "salientd: %d model(s) in %s\n", repo.nmodels, opts.model_repo);
-    for (int i = 0; i < repo.nmodels; i++)
-        fprintf(stderr, "salientd:   %s (family %s, version %s%s)\n", repo.models[i].name, repo.models[i].family,
-                repo.models[i].version, repo.models[i].demo ? ", demo" : "");
 
-    struct srv_http *http = srv_http_start(&opts, &repo);
+    /* Load every model now: weights mapped and prepared, arenas measured. A model that fails
+     * is skipped with its reason; the others are served. */
+    struct mdl_model **models = calloc((size_t)(repo.nmodels ? repo.nmodels : 1), sizeof *models);
+    int nloaded = 0;
+    if (!models) {
+        fprintf(stderr, "salientd: out of memory\n");
+        mdl_repository_free(&repo);
+        return 1;
+    }
+    for (int i = 0; i < repo.nmodels; i++) {
+        const struct mdl_manifest *mf = &repo.models[i];
+        char dir[2048];
+        snprintf(dir, sizeof dir, "%s/%s", opts.model_repo, mf->name);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        struct mdl_model *m = mdl_model_load(dir, mf->name, 0);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (!m) {
+            fprintf(stderr, "salientd: skipped: %s\n", eng_errmsg());
+            continue;
+        }
+        fprintf(stderr,
+                "salientd:   loaded %s (family %s, version %s%s; input %lldx%lldx%lld, %d labels, batch <= %d, "
+                "%.1f MiB activations) in %.0f ms\n",
+                m->manifest.name, m->manifest.family, m->manifest.version, m->manifest.demo ? ", demo" : "",
+                (long long)m->in_h, (long long)m->in_w, (long long)m->in_c, m->manifest.nlabels, m->max_batch,
+                (double)m->act_bytes / (1 << 20),
+                (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+        models[nloaded++] = m;
+    }
+
+    struct srv_http *http = srv_http_start(&opts, nloaded);
     if (!http) {
         fprintf(stderr, "salientd: %s\n", eng_errmsg());
+        free_models(models, nloaded);
         mdl_repository_free(&repo);
         return 1;
     }
@@ -57,6 +95,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "salientd: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     srv_http_set_ready(http, 0);
     srv_http_stop(http);
+    free_models(models, nloaded);
     mdl_repository_free(&repo);
     return 0;
 }

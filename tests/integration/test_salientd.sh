@@ -23,15 +23,18 @@ grep -q "must be 0..65535" "$tmp/err" && ok "--port error says the range" || bad
 "$SALIENTD" --model-repo "$tmp/none" --port 0 >/dev/null 2>"$tmp/err"; expect "missing repo exits 1" 1 $?
 grep -q "not a readable directory" "$tmp/err" && ok "missing repo is named" || bad "missing repo is named"
 
-# A repository with one good model, one bad manifest, and a stray file.
-mkdir -p "$tmp/repo/good" "$tmp/repo/broken"
-echo '{"family": "densenet", "version": "3", "demo": true, "labels": ["a", "b"]}' >"$tmp/repo/good/manifest.json"
+# A repository with one real model (the committed CheXNet demo), a manifest that is not JSON,
+# a model whose weights are missing, and a stray file.
+SRCDIR=${SALIENT_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+mkdir -p "$tmp/repo/broken" "$tmp/repo/noweights"
+cp -r "$SRCDIR/models/repo/chexnet-demo" "$tmp/repo/good"
 echo '{"family": ' >"$tmp/repo/broken/manifest.json"
+cp "$SRCDIR/models/repo/chexnet-demo/manifest.json" "$tmp/repo/noweights/manifest.json"
 touch "$tmp/repo/README"
 "$SALIENTD" --model-repo "$tmp/repo" --port 0 --host 127.0.0.1 2>"$tmp/log" &
 pid=$!
 port=
-for _ in $(seq 1 100); do
+for _ in $(seq 1 600); do
   port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/log")
   [ -n "$port" ] && break
   sleep 0.05
@@ -39,7 +42,8 @@ done
 if [ -z "$port" ]; then bad "salientd starts"; cat "$tmp/log"; echo "$pass passed, $fail failed"; exit 1; fi
 ok "salientd starts on port $port"
 grep -q "skipped: .*broken/manifest.json: not JSON" "$tmp/log" && ok "bad manifest skipped with its reason" || bad "bad manifest skipped with its reason"
-grep -q "good (family densenet, version 3, demo)" "$tmp/log" && ok "good model listed" || bad "good model listed"
+grep -q "loaded good (family densenet, version 1, demo; input 128x128x3, 14 labels" "$tmp/log" && ok "demo model loaded" || bad "demo model loaded"
+grep -q "skipped: model 'noweights': .*noweights/model.safetensors" "$tmp/log" && ok "model without weights skipped, file named" || bad "model without weights skipped, file named"
 
 base="http://127.0.0.1:$port"
 req() { curl -s -o "$tmp/body" -w '%{http_code}' "$@"; }
