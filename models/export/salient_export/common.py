@@ -107,6 +107,64 @@ def write_model(out_dir, state_dict, manifest, dtype="f32"):
     return size
 
 
+
+def write_module(out_dir, model, manifest, dtype="f32"):
+    """write_model with model's floating-point state (integer buffers such as BatchNorm's
+    num_batches_tracked are not weights and stay out)."""
+    sd = OrderedDict((k, v) for k, v in model.state_dict().items() if torch.is_floating_point(v))
+    return write_model(out_dir, sd, manifest, dtype)
+
+
+# --- presets and labels of the classifier families (densenet.py, resnet.py) ----------------------
+
+def find_preset(family, presets, preset, default):
+    """(name, settings) of family's preset (None: default). Raises ExportError naming the known ones."""
+    preset = preset or default
+    if preset not in presets:
+        raise ExportError("unknown %s preset '%s' (known: %s)" % (family, preset, ", ".join(sorted(presets))))
+    return preset, presets[preset]
+
+
+def preset_labels(preset, labels, p):
+    """labels as given, else preset p's default labels; ExportError if there are none."""
+    labels = list(labels) if labels else (list(p["labels"]) if p["labels"] else None)
+    if not labels:
+        raise ExportError("preset '%s' has no default labels: give --labels" % preset)
+    return labels
+
+
+def module_labels(model, labels, preset, p):
+    """export_module's labels: those given, else the ones build_model recorded on model, else the
+    preset's."""
+    if labels is None:
+        labels = getattr(model, "salient", {}).get("labels")
+    if labels is None:
+        labels = preset_labels(preset, None, p)
+    return labels
+
+
+def check_head_labels(sd, head, labels):
+    """One label per output of the classifier weight sd[head] (salient's loader insists too)."""
+    nout = sd[head].shape[0]
+    if len(labels) != nout:
+        raise ExportError("%d labels for a classifier with %d outputs (tensor '%s' %s)"
+                          % (len(labels), nout, head, list(sd[head].shape)))
+
+
+def checkpoint_labels(sd, head, labels, preset, p, weights_path):
+    """export()'s labels for a checkpoint: those given, else the preset's, checked against the
+    classifier weight sd[head]. Raises ExportError if the head is missing or the count is off."""
+    if head not in sd:
+        raise ExportError("%s: missing tensor '%s' (the classifier head)" % (weights_path, head))
+    if not labels:
+        labels = p["labels"]
+        if not labels:
+            raise ExportError("preset '%s' has no default labels: give --labels (%d of them, the classifier's "
+                              "outputs)" % (preset, sd[head].shape[0]))
+    check_head_labels(sd, head, labels)
+    return labels
+
+
 def read_labels(arg):
     """Labels from 'a,b,c' or from a file with one label a line."""
     if arg is None:

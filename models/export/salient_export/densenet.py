@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from .common import (CHEXNET_LABELS, IMAGENET_MEAN, IMAGENET_STD, XRV_LABELS, ExportError, load_checkpoint,
-                     match_state_dict, write_model)
+from .common import (CHEXNET_LABELS, IMAGENET_MEAN, IMAGENET_STD, XRV_LABELS, ExportError, check_head_labels,
+                     checkpoint_labels, find_preset, load_checkpoint, match_state_dict, module_labels, preset_labels,
+                     write_module)
 
 ARCHS = {
     "densenet121": dict(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64),
@@ -133,17 +134,7 @@ class DenseNet(torchvision.models.DenseNet):
 
 
 def _preset(preset):
-    preset = preset or "chexnet"
-    if preset not in PRESETS:
-        raise ExportError("unknown densenet preset '%s' (known: %s)" % (preset, ", ".join(sorted(PRESETS))))
-    return preset, PRESETS[preset]
-
-
-def _labels(preset, labels, p):
-    labels = list(labels) if labels else (list(p["labels"]) if p["labels"] else None)
-    if not labels:
-        raise ExportError("preset '%s' has no default labels: give --labels" % preset)
-    return labels
+    return find_preset("densenet", PRESETS, preset, "chexnet")
 
 
 def build_model(arch, preset, labels, **config):
@@ -155,7 +146,7 @@ def build_model(arch, preset, labels, **config):
     if arch not in ARCHS:
         raise ExportError("unknown densenet arch '%s' (known: %s)" % (arch, ", ".join(sorted(ARCHS))))
     preset, p = _preset(preset)
-    labels = _labels(preset, labels, p)
+    labels = preset_labels(preset, labels, p)
     cfg = dict(ARCHS[arch], bn_size=4, in_channels=p["in_channels"])
     op = config.pop("op_threshs", None)
     activation = config.pop("activation", p["activation"])
@@ -198,10 +189,7 @@ def manifest_for(model, arch, preset, labels, demo=False, provenance=None, versi
     preset, p = _preset(preset)
     sd = model.state_dict()
     cfg = infer_config(sd)
-    nout = sd["classifier.weight"].shape[0]
-    if len(labels) != nout:
-        raise ExportError("%d labels for a classifier with %d outputs (tensor 'classifier.weight' %s)"
-                          % (len(labels), nout, list(sd["classifier.weight"].shape)))
+    check_head_labels(sd, "classifier.weight", labels)
     pre = dict(preprocess or p["preprocess"])
     pre["channels"] = cfg["in_channels"] if cfg["in_channels"] in (1, 3) else pre["channels"]
     if cfg["in_channels"] == 1 and "mean" in pre:
@@ -233,14 +221,9 @@ def export_module(model, arch, preset, labels, out_dir, dtype="f32", demo=False,
     """Write model (a DenseNet from build_model, or a torchvision DenseNet) as a salient model folder.
     labels None: the ones build_model recorded, else the preset's. preprocess overrides the
     preset's preprocessing block (e.g. a smaller input for a demo model). Returns bytes written."""
-    if labels is None:
-        labels = getattr(model, "salient", {}).get("labels")
-    if labels is None:
-        name, p = _preset(preset)
-        labels = _labels(name, None, p)
+    labels = module_labels(model, labels, *_preset(preset))
     man = manifest_for(model, arch, preset, labels, demo, provenance, version, preprocess)
-    sd = OrderedDict((k, v) for k, v in model.state_dict().items() if torch.is_floating_point(v))
-    return write_model(out_dir, sd, man, dtype)
+    return write_module(out_dir, model, man, dtype)
 
 
 # --- reading real checkpoints ---------------------------------------------------------------
@@ -328,17 +311,8 @@ def export(arch, preset, weights_path, labels, args):
     if base and (tuple(base["block_config"]) != cfg["block_config"] or base["growth_rate"] != cfg["growth_rate"]):
         print("export.py: note: checkpoint is a DenseNet with growth %d and blocks %s, not %s's; exporting it "
               "as found" % (cfg["growth_rate"], list(cfg["block_config"]), arch), file=sys.stderr)
-    if "classifier.weight" not in sd:
-        raise ExportError("%s: missing tensor 'classifier.weight' (the classifier head)" % weights_path)
+    labels = checkpoint_labels(sd, "classifier.weight", labels, preset, p, weights_path)
     nout = sd["classifier.weight"].shape[0]
-    if not labels:
-        labels = p["labels"]
-        if not labels:
-            raise ExportError("preset '%s' has no default labels: give --labels (%d of them, the classifier's "
-                              "outputs)" % (preset, nout))
-    if len(labels) != nout:
-        raise ExportError("%d labels for a classifier with %d outputs (tensor 'classifier.weight' %s)"
-                          % (len(labels), nout, list(sd["classifier.weight"].shape)))
     if cfg["in_channels"] != p["in_channels"]:
         print("export.py: note: the checkpoint takes %d input channels; preset '%s' uses %d, so the "
               "preprocessing makes %d" % (cfg["in_channels"], preset, p["in_channels"], cfg["in_channels"]),

@@ -15,8 +15,8 @@ from collections import OrderedDict
 import torch
 import torchvision
 
-from .common import (COVID_LABELS, IMAGENET_MEAN, IMAGENET_STD, ExportError, load_checkpoint, match_state_dict,
-                     write_model)
+from .common import (COVID_LABELS, IMAGENET_MEAN, IMAGENET_STD, ExportError, check_head_labels, checkpoint_labels,
+                     find_preset, load_checkpoint, match_state_dict, module_labels, preset_labels, write_module)
 
 ARCHS = {
     "resnet18": ("basic", (2, 2, 2, 2)),
@@ -63,17 +63,7 @@ class ResNet(torchvision.models.ResNet):
 
 
 def _preset(preset):
-    preset = preset or "covid"
-    if preset not in PRESETS:
-        raise ExportError("unknown resnet preset '%s' (known: %s)" % (preset, ", ".join(sorted(PRESETS))))
-    return preset, PRESETS[preset]
-
-
-def _labels(preset, labels, p):
-    labels = list(labels) if labels else (list(p["labels"]) if p["labels"] else None)
-    if not labels:
-        raise ExportError("preset '%s' has no default labels: give --labels" % preset)
-    return labels
+    return find_preset("resnet", PRESETS, preset, "covid")
 
 
 def build_model(arch, preset, labels, **config):
@@ -83,7 +73,7 @@ def build_model(arch, preset, labels, **config):
     if arch not in ARCHS:
         raise ExportError("unknown resnet arch '%s' (known: %s)" % (arch, ", ".join(sorted(ARCHS))))
     preset, p = _preset(preset)
-    labels = _labels(preset, labels, p)
+    labels = preset_labels(preset, labels, p)
     block, layers = ARCHS[arch]
     in_channels = config.pop("in_channels", 3)
     activation = config.pop("activation", p["activation"])
@@ -114,10 +104,7 @@ def manifest_for(model, arch, preset, labels, demo=False, provenance=None, versi
     preset, p = _preset(preset)
     sd = model.state_dict()
     cfg = infer_config(sd)
-    nout = sd["fc.weight"].shape[0]
-    if len(labels) != nout:
-        raise ExportError("%d labels for a classifier with %d outputs (tensor 'fc.weight' %s)"
-                          % (len(labels), nout, list(sd["fc.weight"].shape)))
+    check_head_labels(sd, "fc.weight", labels)
     pre = dict(preprocess or p["preprocess"])
     if cfg["in_channels"] == 1:
         pre["channels"] = 1
@@ -145,14 +132,9 @@ def export_module(model, arch, preset, labels, out_dir, dtype="f32", demo=False,
     """Write model (from build_model, or a torchvision ResNet) as a salient model folder. labels
     None: those build_model recorded, else the preset's. preprocess overrides the preset's
     preprocessing block. Returns bytes written."""
-    if labels is None:
-        labels = getattr(model, "salient", {}).get("labels")
-    if labels is None:
-        name, p = _preset(preset)
-        labels = _labels(name, None, p)
+    labels = module_labels(model, labels, *_preset(preset))
     man = manifest_for(model, arch, preset, labels, demo, provenance, version, preprocess)
-    sd = OrderedDict((k, v) for k, v in model.state_dict().items() if torch.is_floating_point(v))
-    return write_model(out_dir, sd, man, dtype)
+    return write_module(out_dir, model, man, dtype)
 
 
 def export(arch, preset, weights_path, labels, args):
@@ -161,17 +143,7 @@ def export(arch, preset, weights_path, labels, args):
     if not weights_path:
         raise ExportError("--weights is required for resnet")
     sd = load_checkpoint(weights_path)
-    if "fc.weight" not in sd:
-        raise ExportError("%s: missing tensor 'fc.weight' (the classifier head)" % weights_path)
-    nout = sd["fc.weight"].shape[0]
-    if not labels:
-        labels = p["labels"]
-        if not labels:
-            raise ExportError("preset '%s' has no default labels: give --labels (%d of them, the classifier's "
-                              "outputs)" % (preset, nout))
-    if len(labels) != nout:
-        raise ExportError("%d labels for a classifier with %d outputs (tensor 'fc.weight' %s)"
-                          % (len(labels), nout, list(sd["fc.weight"].shape)))
+    labels = checkpoint_labels(sd, "fc.weight", labels, preset, p, weights_path)
     in_c = int(sd["conv1.weight"].shape[1]) if "conv1.weight" in sd else 3
     m = build_model(arch, preset, labels, in_channels=in_c)
     match_state_dict(sd, m, weights_path)
