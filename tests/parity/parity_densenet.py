@@ -9,14 +9,12 @@ the denseblock2 tap against the torch intermediate. Then the bad cases: export.p
 unexpected tensor and a wrong shape, and the C loader refuses a label count that does not match
 the classifier, an unknown preset and a missing tensor, each naming the culprit.
 """
-import json
 import math
 import os
 import pickle
 import subprocess
 import sys
 import tempfile
-import time
 from collections import OrderedDict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,8 +23,6 @@ import torch  # noqa: E402
 
 from salient_export import densenet as dn  # noqa: E402
 from salient_export.common import XRV_LABELS  # noqa: E402
-
-import export as export_py  # noqa: E402  (models/export/export.py; paritylib put it on the path)
 
 TOL = 1e-4
 rep = pl.Report("densenet")
@@ -42,79 +38,8 @@ def seeded(model, seed):
     return pl.randomize_bn(model, seed)
 
 
-def reference(model, x, tap=None):
-    """Logits, probabilities and (optionally) the named block's output from the torch model."""
-    got = {}
-    h = None
-    if tap:
-        h = getattr(model.features, tap).register_forward_hook(lambda m, i, o: got.__setitem__("tap", o.clone()))
-    with torch.no_grad():
-        logits = model(x)
-        probs = model.postprocess(logits)
-    if h:
-        h.remove()
-    return logits, probs, got.get("tap")
-
-
 def compare(name, model_dir, model, x, tap="denseblock2"):
-    for n in (1, 4):
-        xb = x[:n]
-        lg, pr, t = reference(model, xb, tap)
-        t0 = time.time()
-        out = pl.salient_run(model_dir, xb, taps=[tap], max_batch=4)
-        dt = time.time() - t0
-        rep.close("%s logits batch %d" % (name, n), out["logits"], lg, TOL)
-        rep.close("%s probs batch %d" % (name, n), out["probs"], pr, TOL)
-        key = "tap/" + tap
-        if key in out:
-            scale = max(1.0, t.abs().max().item())
-            rep.close("%s tap %s batch %d (relative to max %.1f)" % (name, tap, n, scale), out[key] / scale,
-                      t / scale, TOL)
-        else:
-            rep.fail("%s: salient-run gave no %s (got %s)" % (name, key, sorted(out)))
-        print("     (%s batch %d: salient-run %.2f s)" % (name, n, dt), flush=True)
-
-
-def export_ok(arch, out_dir, path, preset=None, labels=None):
-    try:
-        pl.export(arch, out_dir, path, preset=preset, labels=labels)
-        return True
-    except RuntimeError as e:
-        rep.fail("export %s: %s" % (out_dir, e))
-        return False
-
-
-def set_size(model_dir, size):
-    """Run a CNN at a smaller input than the preset's 224: a fixed resize in the manifest."""
-    path = os.path.join(model_dir, "manifest.json")
-    with open(path) as f:
-        man = json.load(f)
-    pre = man["preprocess"]
-    for k in ("resize_shorter", "center_crop"):
-        pre.pop(k, None)
-    pre["resize"] = [size, size]
-    with open(path, "w") as f:
-        json.dump(man, f)
-
-
-def export_main(argv):
-    """export.py's main in this process (a fresh interpreter per call costs seconds of imports);
-    returns its exit status and stderr like subprocess.run."""
-    import contextlib
-    import io
-    import types
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = export_py.main(argv)
-    return types.SimpleNamespace(returncode=rc, stderr=err.getvalue())
-
-
-def load_error(model_dir, x):
-    try:
-        pl.salient_run(model_dir, x)
-        return None
-    except RuntimeError as e:
-        return str(e)
+    pl.compare_classifier(rep, name, model_dir, model, x, tap, getattr(model.features, tap), TOL)
 
 
 def main():
@@ -130,7 +55,7 @@ def main():
         old["module.densenet121." + k] = v
     ck = os.path.join(tmp, "chexnet.pth.tar")
     torch.save({"epoch": 3, "state_dict": old}, ck)
-    if export_ok("densenet121", os.path.join(tmp, "chexnet"), ck, preset="chexnet"):
+    if pl.export_ok(rep, "densenet121", os.path.join(tmp, "chexnet"), ck, preset="chexnet"):
         x = torch.randn(4, 3, 224, 224, generator=g)
         compare("chexnet", os.path.join(tmp, "chexnet"), m, x)
 
@@ -140,10 +65,10 @@ def main():
     m = seeded(dn.build_model("densenet121", "xrv", None, op_threshs=op), 2)
     ck = os.path.join(tmp, "xrv-densenet121.pt")
     save_foreign_module(m, ck)
-    if export_ok("densenet121", os.path.join(tmp, "xrv"), ck, preset="xrv"):
+    if pl.export_ok(rep, "densenet121", os.path.join(tmp, "xrv"), ck, preset="xrv"):
         x = (torch.rand(4, 1, 224, 224, generator=g) * 2 - 1) * 1024
         compare("xrv", os.path.join(tmp, "xrv"), m, x)
-        lg, pr, _ = reference(m, x[:1])
+        lg, pr, _ = pl.reference(m, x[:1])
         rep.check("xrv NaN threshold gives 0.5 (label %r)" % XRV_LABELS[15], abs(pr[0, 15].item() - 0.5) < 1e-7)
 
     # 3. A small configuration (the demo models' kind), plain torchvision state dict, 96x96.
@@ -153,8 +78,8 @@ def main():
     ck = os.path.join(tmp, "small.pth")
     torch.save(m.state_dict(), ck)
     small = os.path.join(tmp, "small")
-    if export_ok("densenet121", small, ck, preset="multilabel", labels=labels):
-        set_size(small, 96)
+    if pl.export_ok(rep, "densenet121", small, ck, preset="multilabel", labels=labels):
+        pl.set_size(small, 96)
         x = torch.randn(4, 3, 96, 96, generator=g)
         compare("small", small, m, x, tap="denseblock3")
 
@@ -168,32 +93,23 @@ def main():
     torch.save(bad, os.path.join(tmp, "bad2.pth"))
     for f, what in (("bad1.pth", "unexpected tensor 'features.denseblock1.denselayer1.extra.weight'"),
                     ("bad2.pth", "tensor 'features.norm5.weight' has shape [7]")):
-        r = export_main(["--arch", "densenet121", "--preset", "multilabel", "--labels", ",".join(labels),
-                         "--weights", os.path.join(tmp, f), "--out", os.path.join(tmp, "bad")])
+        r = pl.export_main(["--arch", "densenet121", "--preset", "multilabel", "--labels", ",".join(labels),
+                            "--weights", os.path.join(tmp, f), "--out", os.path.join(tmp, "bad")])
         rep.check("export.py refuses %s" % f, r.returncode != 0 and what in r.stderr, r.stderr.strip()[-300:])
 
     # 5. The C loader refuses manifests and weights that do not fit, naming what is wrong.
     x = torch.randn(1, 3, 96, 96, generator=g)
-    for case, edit, want in (
-            ("labels", lambda man: man["labels"].append("f"), "'classifier.weight'"),
-            ("preset", lambda man: man.__setitem__("preset", "chexpert"), "unknown densenet preset 'chexpert'"),
-            ("arch", lambda man: man["arch"].__setitem__("growth_rate", 16),
-             "tensor 'features.denseblock1.denselayer1.conv1.weight' has shape")):
-        d = os.path.join(tmp, "bad-" + case)
-        subprocess.run(["cp", "-r", small, d], check=True)
-        with open(os.path.join(d, "manifest.json")) as f:
-            man = json.load(f)
-        edit(man)
-        with open(os.path.join(d, "manifest.json"), "w") as f:
-            json.dump(man, f)
-        err = load_error(d, x)
-        rep.check("salient-run refuses bad %s" % case, err is not None and want in err, (err or "loaded")[-300:])
+    pl.check_load_errors(rep, small, tmp, x, (
+        ("labels", lambda man: man["labels"].append("f"), "'classifier.weight'"),
+        ("preset", lambda man: man.__setitem__("preset", "chexpert"), "unknown densenet preset 'chexpert'"),
+        ("arch", lambda man: man["arch"].__setitem__("growth_rate", 16),
+         "tensor 'features.denseblock1.denselayer1.conv1.weight' has shape")))
     d = os.path.join(tmp, "bad-missing")
     subprocess.run(["cp", "-r", small, d], check=True)
     w, _ = pl.read_safetensors(os.path.join(d, "model.safetensors"))
     del w["features.transition2.conv.weight"]
     pl.write_safetensors(os.path.join(d, "model.safetensors"), w)
-    err = load_error(d, x)
+    err = pl.load_error(d, x)
     rep.check("salient-run refuses a missing tensor", err is not None and "features.transition2.conv.weight" in err,
               (err or "loaded")[-300:])
 

@@ -8,12 +8,10 @@ salient-run at batch 1 and 4: logits and probabilities within 1e-4, and the laye
 the torch intermediate. Then the bad cases: export.py refuses an unexpected tensor and a wrong
 shape, and the C loader refuses a label count that does not match fc and an unknown preset.
 """
-import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections import OrderedDict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -21,8 +19,6 @@ import paritylib as pl  # noqa: E402
 import torch  # noqa: E402
 
 from salient_export import resnet as rn  # noqa: E402
-
-import export as export_py  # noqa: E402  (models/export/export.py; paritylib put it on the path)
 
 TOL = 1e-4
 rep = pl.Report("resnet")
@@ -42,74 +38,8 @@ def seeded(model, seed):
     return pl.randomize_bn(model, seed)
 
 
-def reference(model, x, tap):
-    got = {}
-    h = getattr(model, tap).register_forward_hook(lambda m, i, o: got.__setitem__("tap", o.clone()))
-    with torch.no_grad():
-        logits = model(x)
-        probs = model.postprocess(logits)
-    h.remove()
-    return logits, probs, got["tap"]
-
-
 def compare(name, model_dir, model, x, tap="layer3"):
-    for n in (1, 4):
-        xb = x[:n]
-        lg, pr, t = reference(model, xb, tap)
-        t0 = time.time()
-        out = pl.salient_run(model_dir, xb, taps=[tap], max_batch=4)
-        dt = time.time() - t0
-        rep.close("%s logits batch %d" % (name, n), out["logits"], lg, TOL)
-        rep.close("%s probs batch %d" % (name, n), out["probs"], pr, TOL)
-        key = "tap/" + tap
-        if key in out:
-            scale = max(1.0, t.abs().max().item())
-            rep.close("%s tap %s batch %d (relative to max %.1f)" % (name, tap, n, scale), out[key] / scale,
-                      t / scale, TOL)
-        else:
-            rep.fail("%s: salient-run gave no %s (got %s)" % (name, key, sorted(out)))
-        print("     (%s batch %d: salient-run %.2f s)" % (name, n, dt), flush=True)
-
-
-def set_size(model_dir, size):
-    """Run at a smaller input than the preset's 224: a fixed resize in the manifest."""
-    path = os.path.join(model_dir, "manifest.json")
-    with open(path) as f:
-        man = json.load(f)
-    for k in ("resize_shorter", "center_crop"):
-        man["preprocess"].pop(k, None)
-    man["preprocess"]["resize"] = [size, size]
-    with open(path, "w") as f:
-        json.dump(man, f)
-
-
-def export_ok(arch, out_dir, path, preset=None, labels=None):
-    try:
-        pl.export(arch, out_dir, path, preset=preset, labels=labels)
-        return True
-    except RuntimeError as e:
-        rep.fail("export %s: %s" % (out_dir, e))
-        return False
-
-
-def export_main(argv):
-    """export.py's main in this process (a fresh interpreter per call costs seconds of imports);
-    returns its exit status and stderr like subprocess.run."""
-    import contextlib
-    import io
-    import types
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = export_py.main(argv)
-    return types.SimpleNamespace(returncode=rc, stderr=err.getvalue())
-
-
-def load_error(model_dir, x):
-    try:
-        pl.salient_run(model_dir, x)
-        return None
-    except RuntimeError as e:
-        return str(e)
+    pl.compare_classifier(rep, name, model_dir, model, x, tap, getattr(model, tap), TOL)
 
 
 def main():
@@ -121,7 +51,7 @@ def main():
     ck = os.path.join(tmp, "r18.pth")
     torch.save({"model_state_dict": OrderedDict(("module." + k, v) for k, v in m.state_dict().items())}, ck)
     r18 = os.path.join(tmp, "r18")
-    if export_ok("resnet18", r18, ck, preset="covid"):
+    if pl.export_ok(rep, "resnet18", r18, ck, preset="covid"):
         compare("resnet18", r18, m, torch.randn(4, 3, 224, 224, generator=g))
 
     # 2. ResNet-50 (Bottleneck), same labels, plain state dict, 160x160.
@@ -129,8 +59,8 @@ def main():
     ck = os.path.join(tmp, "r50.pth")
     torch.save(m.state_dict(), ck)
     r50 = os.path.join(tmp, "r50")
-    if export_ok("resnet50", r50, ck, preset="covid"):
-        set_size(r50, 160)
+    if pl.export_ok(rep, "resnet50", r50, ck, preset="covid"):
+        pl.set_size(r50, 160)
         compare("resnet50", r50, m, torch.randn(4, 3, 160, 160, generator=g))
 
     # 3. One-channel ResNet-18 with sigmoid outputs (multilabel), 96x96.
@@ -139,8 +69,8 @@ def main():
     ck = os.path.join(tmp, "r18g.pth")
     torch.save(m.state_dict(), ck)
     r18g = os.path.join(tmp, "r18g")
-    if export_ok("resnet18", r18g, ck, preset="multilabel", labels=labels):
-        set_size(r18g, 96)
+    if pl.export_ok(rep, "resnet18", r18g, ck, preset="multilabel", labels=labels):
+        pl.set_size(r18g, 96)
         compare("resnet18-gray-sigmoid", r18g, m, torch.randn(4, 1, 96, 96, generator=g), tap="layer2")
 
     # 4. export.py must refuse a checkpoint that does not fit, naming the tensor.
@@ -153,29 +83,20 @@ def main():
     torch.save(bad, os.path.join(tmp, "bad2.pth"))
     for f, what in (("bad1.pth", "unexpected tensor 'layer2.0.conv4.weight'"),
                     ("bad2.pth", "tensor 'layer3.1.bn2.running_var' has shape [255], expected [256]")):
-        r = export_main(["--arch", "resnet18", "--preset", "multilabel", "--labels", ",".join(labels),
-                         "--weights", os.path.join(tmp, f), "--out", os.path.join(tmp, "bad")])
+        r = pl.export_main(["--arch", "resnet18", "--preset", "multilabel", "--labels", ",".join(labels),
+                            "--weights", os.path.join(tmp, f), "--out", os.path.join(tmp, "bad")])
         rep.check("export.py refuses %s" % f, r.returncode != 0 and what in r.stderr, r.stderr.strip()[-300:])
-    r = export_main(["--arch", "resnet18", "--preset", "covid", "--weights", ck, "--out", os.path.join(tmp, "bad")])
+    r = pl.export_main(["--arch", "resnet18", "--preset", "covid", "--weights", ck, "--out", os.path.join(tmp, "bad")])
     rep.check("export.py refuses 3 labels for 4 outputs", r.returncode != 0 and "'fc.weight'" in r.stderr,
               r.stderr.strip()[-300:])
 
     # 5. The C loader refuses manifests that do not fit, naming what is wrong.
     x = torch.randn(1, 1, 96, 96, generator=g)
-    for case, edit, want in (
-            ("labels", lambda man: man["labels"].pop(), "tensor 'fc.weight' [4,512] has 4 outputs"),
-            ("preset", lambda man: man.__setitem__("preset", "covid19"), "unknown resnet preset 'covid19'"),
-            ("arch", lambda man: man["arch"].update(name="resnet50", block="bottleneck", layers=[3, 4, 6, 3]),
-             "layer1.0.conv1.weight' has shape [64,64,3,3], expected [64,64,1,1]")):
-        d = os.path.join(tmp, "bad-" + case)
-        subprocess.run(["cp", "-r", r18g, d], check=True)
-        with open(os.path.join(d, "manifest.json")) as f:
-            man = json.load(f)
-        edit(man)
-        with open(os.path.join(d, "manifest.json"), "w") as f:
-            json.dump(man, f)
-        err = load_error(d, x)
-        rep.check("salient-run refuses bad %s" % case, err is not None and want in err, (err or "loaded")[-300:])
+    pl.check_load_errors(rep, r18g, tmp, x, (
+        ("labels", lambda man: man["labels"].pop(), "tensor 'fc.weight' [4,512] has 4 outputs"),
+        ("preset", lambda man: man.__setitem__("preset", "covid19"), "unknown resnet preset 'covid19'"),
+        ("arch", lambda man: man["arch"].update(name="resnet50", block="bottleneck", layers=[3, 4, 6, 3]),
+         "layer1.0.conv1.weight' has shape [64,64,3,3], expected [64,64,1,1]")))
 
     subprocess.run(["rm", "-rf", tmp])
     rep.finish()

@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 import torch
 
@@ -146,3 +147,102 @@ def export(arch, out_dir, state_dict_path, preset=None, labels=None, extra=None)
     if r.returncode != 0:
         raise RuntimeError("export.py failed: %s" % r.stderr.strip())
     return r
+
+
+# --- the CNN classifier tests' pieces (parity_densenet.py, parity_resnet.py) ----------------------
+
+def reference(model, x, tap_module=None):
+    """Logits, probabilities (model.postprocess) and, if tap_module is given, that submodule's
+    output, from the torch model."""
+    got = {}
+    h = None
+    if tap_module is not None:
+        h = tap_module.register_forward_hook(lambda m, i, o: got.__setitem__("tap", o.clone()))
+    with torch.no_grad():
+        logits = model(x)
+        probs = model.postprocess(logits)
+    if h:
+        h.remove()
+    return logits, probs, got.get("tap")
+
+
+def compare_classifier(rep, name, model_dir, model, x, tap, tap_module, tol):
+    """salient-run against the torch model at batch 1 and 4: logits, probabilities and the tap
+    (salient's 'tap/<tap>' against tap_module's output, relative to its largest value)."""
+    for n in (1, 4):
+        xb = x[:n]
+        lg, pr, t = reference(model, xb, tap_module)
+        t0 = time.time()
+        out = salient_run(model_dir, xb, taps=[tap], max_batch=4)
+        dt = time.time() - t0
+        rep.close("%s logits batch %d" % (name, n), out["logits"], lg, tol)
+        rep.close("%s probs batch %d" % (name, n), out["probs"], pr, tol)
+        key = "tap/" + tap
+        if key in out:
+            scale = max(1.0, t.abs().max().item())
+            rep.close("%s tap %s batch %d (relative to max %.1f)" % (name, tap, n, scale), out[key] / scale,
+                      t / scale, tol)
+        else:
+            rep.fail("%s: salient-run gave no %s (got %s)" % (name, key, sorted(out)))
+        print("     (%s batch %d: salient-run %.2f s)" % (name, n, dt), flush=True)
+
+
+def export_ok(rep, arch, out_dir, path, preset=None, labels=None):
+    """export() that reports a failure to rep instead of raising; True if it exported."""
+    try:
+        export(arch, out_dir, path, preset=preset, labels=labels)
+        return True
+    except RuntimeError as e:
+        rep.fail("export %s: %s" % (out_dir, e))
+        return False
+
+
+def set_size(model_dir, size):
+    """Run a CNN at a smaller input than the preset's 224: a fixed resize in the manifest."""
+    path = os.path.join(model_dir, "manifest.json")
+    with open(path) as f:
+        man = json.load(f)
+    pre = man["preprocess"]
+    for k in ("resize_shorter", "center_crop"):
+        pre.pop(k, None)
+    pre["resize"] = [size, size]
+    with open(path, "w") as f:
+        json.dump(man, f)
+
+
+def export_main(argv):
+    """export.py's main in this process (a fresh interpreter per call costs seconds of imports);
+    returns its exit status and stderr like subprocess.run."""
+    import contextlib
+    import io
+    import types
+
+    import export as export_py  # models/export/export.py, on the path set above
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = export_py.main(argv)
+    return types.SimpleNamespace(returncode=rc, stderr=err.getvalue())
+
+
+def load_error(model_dir, x):
+    """salient-run's error message for model_dir on input x, or None if it ran."""
+    try:
+        salient_run(model_dir, x)
+        return None
+    except RuntimeError as e:
+        return str(e)
+
+
+def check_load_errors(rep, model_dir, tmp, x, cases):
+    """For each (case, edit, want): a copy of model_dir whose manifest edit(man) spoils must fail
+    to load in salient-run with want in the message."""
+    for case, edit, want in cases:
+        d = os.path.join(tmp, "bad-" + case)
+        subprocess.run(["cp", "-r", model_dir, d], check=True)
+        with open(os.path.join(d, "manifest.json")) as f:
+            man = json.load(f)
+        edit(man)
+        with open(os.path.join(d, "manifest.json"), "w") as f:
+            json.dump(man, f)
+        err = load_error(d, x)
+        rep.check("salient-run refuses bad %s" % case, err is not None and want in err, (err or "loaded")[-300:])
