@@ -75,7 +75,7 @@ struct qae {
     int nclf;
     struct eng_linear clf[QAE_MAX_LAYERS];
     struct qae_svm svm;
-    char tap_bb[QAE_MAX_BACKBONES][16];
+    char tap_bb[QAE_MAX_BACKBONES][32];
 };
 
 static void qae_free(struct mdl_model *m)

@@ -516,7 +516,7 @@ static int sw_load(struct mdl_model *m)
     m->in_w = m->pre.out_w;
     m->in_c = s->cfg.in_c;
     m->nout = s->head == SW_HEAD_SWINCHEX ? 2 * (int64_t)s->nlabels : s->nlabels;
-    char tap[16];
+    char tap[32];
     for (int st = 0; st < s->cfg.nstages; st++) {
         snprintf(tap, sizeof tap, "stage%d", st + 1);
         mdl_model_add_tap(m, tap);
