@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "models/head.h"
 #include "models/model.h"
 #include "models/weights.h"
 
@@ -55,6 +56,31 @@ int mdl_backbone_features(const struct mdl_backbone *b, struct eng_ctx *ctx, str
 /* The same, global-average-pooled: pooled [n, features] in act. */
 int mdl_backbone_pooled(const struct mdl_backbone *b, struct eng_ctx *ctx, struct eng_arena *act,
                         const struct eng_tensor *x, struct eng_tensor *pooled, const struct mdl_output *out);
+
+/* A classifier that is a backbone, global average pooling and one linear head: densenet and
+ * resnet are both this, and differ only in what a mdl_cnn_spec says. */
+struct mdl_cnn_spec {
+    const char *family;    /* backbone family, e.g. "densenet" */
+    const char *head_name; /* the head's weights: <head_name>.{weight,bias} */
+    /* The head's activation (and whether op_threshs calibration applies) from the manifest. */
+    int (*parse_output)(json_t *manifest, enum mdl_out_act *act, bool *calibrate);
+    /* After loading: check the input size suits the backbone and add the model's taps. */
+    int (*finish)(struct mdl_model *m, const struct mdl_backbone *bb);
+};
+
+struct mdl_cnn {
+    struct mdl_backbone bb;
+    struct mdl_linear_head head;
+};
+
+/* Load m as spec describes: m->impl becomes a struct mdl_cnn; in_c from arch.in_channels
+ * (default 3), in_h/in_w from the preprocessing, nout from the head. Returns 0, or -1 with a
+ * message and nothing left allocated. */
+int mdl_cnn_load(struct mdl_model *m, const struct mdl_cnn_spec *spec);
+void mdl_cnn_free(struct mdl_model *m);
+/* Pooled backbone features through the head into out. */
+int mdl_cnn_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
+                    const struct eng_tensor *x, struct mdl_output *out);
 
 /* For families: a tensor of shape ne (ndim dims) from act; NULL with the arena's message. */
 int mdl_alloc(struct eng_arena *act, const char *name, int ndim, const int64_t *ne, struct eng_tensor *t);

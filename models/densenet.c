@@ -321,22 +321,6 @@ const struct mdl_backbone_ops mdl_backbone_densenet = {"densenet", dn_bload, dn_
 
 /* ---- the classifier family --------------------------------------------------------------------- */
 
-struct dn_model {
-    struct mdl_backbone bb;
-    struct mdl_linear_head classifier; /* classifier.{weight,bias}: features -> nout */
-};
-
-static void dn_free(struct mdl_model *m)
-{
-    struct dn_model *dm = m->impl;
-    if (!dm)
-        return;
-    mdl_backbone_free(&dm->bb);
-    mdl_head_free(&dm->classifier);
-    free(dm);
-    m->impl = NULL;
-}
-
 /* The head's post-processing from "preset" and "output" (output wins). */
 static int dn_parse_output(json_t *man, enum mdl_out_act *act, bool *calibrate)
 {
@@ -360,60 +344,27 @@ static int dn_parse_output(json_t *man, enum mdl_out_act *act, bool *calibrate)
     return mdl_head_parse_output(man, true, act, calibrate);
 }
 
-static int dn_load(struct mdl_model *m)
+/* The input must survive every pooling; the taps are the blocks' outputs and "features". */
+static int dn_finish(struct mdl_model *m, const struct mdl_backbone *bb)
 {
-    json_t *man = m->manifest.json;
-    struct dn_model *dm = calloc(1, sizeof *dm);
-    if (!dm)
-        return eng_error("out of memory");
-    m->impl = dm;
-    struct mdl_weights w;
-    bool calibrate = false;
-    if (dn_parse_output(man, &dm->classifier.act, &calibrate) < 0) {
-        dn_free(m);
-        return -1;
-    }
-    json_t *arch = json_object_get(man, "arch");
-    json_t *jin = arch && json_is_object(arch) ? json_object_get(arch, "in_channels") : NULL;
-    int64_t in_c = jin && json_is_integer(jin) ? json_integer_value(jin) : 3;
-    if (mdl_weights_open(&w, m, "model.safetensors") < 0) {
-        dn_free(m);
-        return -1;
-    }
-    int rc = -1;
-    if (mdl_backbone_load(&dm->bb, "densenet", &w, arch, in_c) < 0 ||
-        mdl_head_load(&dm->classifier, &w, "classifier", dm->bb.features, m->manifest.nlabels, calibrate) < 0)
-        goto out;
-    m->nout = dm->classifier.nout;
-    m->in_c = in_c;
-    m->in_h = m->pre.out_h;
-    m->in_w = m->pre.out_w;
-    const struct dn_backbone *d = dm->bb.impl;
+    const struct dn_backbone *d = bb->impl;
     int64_t hs[DN_MAX_BLOCKS], ws[DN_MAX_BLOCKS];
     if (dn_sizes(d, m->in_h, m->in_w, hs, ws) < 0)
-        goto out;
+        return -1;
     char name[32];
     for (int b = 0; b < d->nblocks; b++) {
         snprintf(name, sizeof name, "denseblock%d", b + 1);
         mdl_model_add_tap(m, name);
     }
     mdl_model_add_tap(m, "features");
-    rc = 0;
-out:
-    mdl_weights_close(&w);
-    if (rc < 0)
-        dn_free(m);
-    return rc;
+    return 0;
 }
 
-static int dn_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
-                      const struct eng_tensor *x, struct mdl_output *out)
+static const struct mdl_cnn_spec dn_spec = {"densenet", "classifier", dn_parse_output, dn_finish};
+
+static int dn_load(struct mdl_model *m)
 {
-    const struct dn_model *dm = m->impl;
-    struct eng_tensor pooled;
-    if (mdl_backbone_pooled(&dm->bb, ctx, act, x, &pooled, out) < 0)
-        return -1;
-    return mdl_head_forward(&dm->classifier, ctx, act, &pooled, out);
+    return mdl_cnn_load(m, &dn_spec);
 }
 
-const struct mdl_family mdl_family_densenet = {"densenet", dn_load, dn_free, dn_forward};
+const struct mdl_family mdl_family_densenet = {"densenet", dn_load, mdl_cnn_free, mdl_cnn_forward};

@@ -297,24 +297,8 @@ const struct mdl_backbone_ops mdl_backbone_resnet = {"resnet", rn_bload, rn_bfre
 
 /* ---- the classifier family --------------------------------------------------------------------- */
 
-struct rn_model {
-    struct mdl_backbone bb;
-    struct mdl_linear_head fc; /* fc.{weight,bias}: features -> nout */
-};
-
-static void rn_free(struct mdl_model *m)
-{
-    struct rn_model *rm = m->impl;
-    if (!rm)
-        return;
-    mdl_backbone_free(&rm->bb);
-    mdl_head_free(&rm->fc);
-    free(rm);
-    m->impl = NULL;
-}
-
 /* The head's activation from "preset" and "output" (output wins); no calibration here. */
-static int rn_parse_output(json_t *man, enum mdl_out_act *act)
+static int rn_parse_output(json_t *man, enum mdl_out_act *act, bool *calibrate)
 {
     json_t *jp = json_object_get(man, "preset");
     *act = MDL_OUT_SOFTMAX;
@@ -325,60 +309,28 @@ static int rn_parse_output(json_t *man, enum mdl_out_act *act)
         else if (strcmp(s, "covid") != 0 && strcmp(s, "imagenet") != 0 && strcmp(s, "generic") != 0)
             return eng_error("unknown resnet preset '%s' (known: covid, imagenet, generic, multilabel)", s);
     }
-    bool calibrate = false;
-    return mdl_head_parse_output(man, false, act, &calibrate);
+    *calibrate = false;
+    return mdl_head_parse_output(man, false, act, calibrate);
 }
 
-static int rn_load(struct mdl_model *m)
+/* The input must survive the stem and every stride; the taps are the stages and "features". */
+static int rn_finish(struct mdl_model *m, const struct mdl_backbone *bb)
 {
-    json_t *man = m->manifest.json;
-    struct rn_model *rm = calloc(1, sizeof *rm);
-    if (!rm)
-        return eng_error("out of memory");
-    m->impl = rm;
-    if (rn_parse_output(man, &rm->fc.act) < 0) {
-        rn_free(m);
+    if (rn_max_map(bb->impl, m->in_h, m->in_w) < 0)
         return -1;
-    }
-    json_t *arch = json_object_get(man, "arch");
-    json_t *jin = arch && json_is_object(arch) ? json_object_get(arch, "in_channels") : NULL;
-    int64_t in_c = jin && json_is_integer(jin) ? json_integer_value(jin) : 3;
-    struct mdl_weights w;
-    if (mdl_weights_open(&w, m, "model.safetensors") < 0) {
-        rn_free(m);
-        return -1;
-    }
-    int rc = -1;
-    if (mdl_backbone_load(&rm->bb, "resnet", &w, arch, in_c) < 0 ||
-        mdl_head_load(&rm->fc, &w, "fc", rm->bb.features, m->manifest.nlabels, false) < 0)
-        goto out;
-    m->nout = rm->fc.nout;
-    m->in_c = in_c;
-    m->in_h = m->pre.out_h;
-    m->in_w = m->pre.out_w;
-    if (rn_max_map(rm->bb.impl, m->in_h, m->in_w) < 0)
-        goto out;
     mdl_model_add_tap(m, "layer1");
     mdl_model_add_tap(m, "layer2");
     mdl_model_add_tap(m, "layer3");
     mdl_model_add_tap(m, "layer4");
     mdl_model_add_tap(m, "features");
-    rc = 0;
-out:
-    mdl_weights_close(&w);
-    if (rc < 0)
-        rn_free(m);
-    return rc;
+    return 0;
 }
 
-static int rn_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
-                      const struct eng_tensor *x, struct mdl_output *out)
+static const struct mdl_cnn_spec rn_spec = {"resnet", "fc", rn_parse_output, rn_finish};
+
+static int rn_load(struct mdl_model *m)
 {
-    const struct rn_model *rm = m->impl;
-    struct eng_tensor pooled;
-    if (mdl_backbone_pooled(&rm->bb, ctx, act, x, &pooled, out) < 0)
-        return -1;
-    return mdl_head_forward(&rm->fc, ctx, act, &pooled, out);
+    return mdl_cnn_load(m, &rn_spec);
 }
 
-const struct mdl_family mdl_family_resnet = {"resnet", rn_load, rn_free, rn_forward};
+const struct mdl_family mdl_family_resnet = {"resnet", rn_load, mdl_cnn_free, mdl_cnn_forward};
