@@ -1,68 +1,325 @@
-/* http.c: libmicrohttpd glue, routing and JSON error responses for salientd. */
+/* http.c: libmicrohttpd glue: request state, body limits, auth, CORS, routing, suspend/resume,
+ * graceful drain, one log line per request. */
 #include "config.h"
 #include "server/http.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/error.h"
+#include "server/request.h"
+#include "server/routes.h"
 
 struct srv_http {
     struct MHD_Daemon *daemon;
-    int nmodels;
-    atomic_int ready;
+    struct srv_server srv;
 };
 
-static double now_ms(void)
+/* Which requests need what: OPEN routes skip the API key (health checks from load balancers
+ * and kubelets carry none); CONTROL routes change what is served. */
+enum { OPEN = 1, CONTROL = 2 };
+
+static const struct route {
+    const char *method;
+    const char *pattern;
+    srv_handler fn;
+    int flags;
+} routes[] = {
+    {"GET", "/v2/health/live", srv_v2_live, OPEN},
+    {"GET", "/v2/health/ready", srv_v2_ready, OPEN},
+    {"GET", "/v2", srv_v2_server, 0},
+    {"GET", "/v2/models/{}", srv_v2_model, 0},
+    {"GET", "/v2/models/{}/versions/{}", srv_v2_model, 0},
+    {"GET", "/v2/models/{}/ready", srv_v2_model_ready, 0},
+    {"GET", "/v2/models/{}/versions/{}/ready", srv_v2_model_ready, 0},
+    {"POST", "/v2/models/{}/infer", srv_v2_infer, 0},
+    {"POST", "/v2/models/{}/versions/{}/infer", srv_v2_infer, 0},
+    {"POST", "/v2/repository/index", srv_v2_repo_index, CONTROL},
+    {"POST", "/v2/repository/models/{}/load", srv_v2_repo_load, CONTROL},
+    {"POST", "/v2/repository/models/{}/unload", srv_v2_repo_unload, CONTROL},
+    {"GET", "/v1/models", srv_v1_models, 0},
+    {"GET", "/v1/models/{}", srv_v1_model, 0},
+    {"POST", "/v1/models/{}:predict", srv_v1_predict, 0},
+    {"GET", "/metrics", srv_metrics, 0},
+    {"GET", "/openapi.json", srv_openapi, OPEN},
+};
+#define NROUTES (sizeof routes / sizeof routes[0])
+
+/* Match path against pattern; fill args. */
+static bool match(const char *pattern, const char *path, char args[SRV_MAX_ARGS][SRV_ARG_MAX])
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    int na = 0;
+    memset(args, 0, SRV_MAX_ARGS * SRV_ARG_MAX);
+    while (*pattern) {
+        if (pattern[0] == '{' && pattern[1] == '}') {
+            size_t n = 0;
+            while (path[n] && (path[n] == '.' || path[n] == '_' || path[n] == '-' ||
+                               (path[n] >= 'a' && path[n] <= 'z') || (path[n] >= 'A' && path[n] <= 'Z') ||
+                               (path[n] >= '0' && path[n] <= '9')))
+                n++;
+            if (n == 0 || n >= SRV_ARG_MAX || na == SRV_MAX_ARGS)
+                return false;
+            memcpy(args[na], path, n);
+            args[na][n] = '\0';
+            na++;
+            path += n;
+            pattern += 2;
+        } else if (*pattern++ != *path++) {
+            return false;
+        }
+    }
+    return *path == '\0';
 }
 
-/* One line per request: never bodies or image bytes (patient data). */
-static void log_request(const char *method, const char *url, unsigned status, double ms)
+/* ---- answers ---------------------------------------------------------------------------- */
+
+void srv_reply_text(struct srv_req *q, unsigned status, const char *content_type, char *text, size_t len)
+{
+    free(q->reply);
+    q->status = status;
+    q->reply = text;
+    q->reply_len = len;
+    q->reply_type = content_type;
+}
+
+void srv_reply_json(struct srv_req *q, unsigned status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
+    json_decref(body);
+    if (!text) {
+        static const char oom[] = "{\"error\":\"out of memory building the answer\"}";
+        srv_reply_text(q, 500, "application/json", strdup(oom), sizeof oom - 1);
+        return;
+    }
+    srv_reply_text(q, status, "application/json", text, strlen(text));
+}
+
+void srv_reply_error(struct srv_req *q, unsigned status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    srv_reply_json(q, status, json_pack("{s:s}", "error", msg));
+    if (status == 503 || status == 429)
+        q->retry_after = 1;
+}
+
+const char *srv_req_header(struct srv_req *q, const char *name)
+{
+    return MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, name);
+}
+
+const char *srv_req_query(struct srv_req *q, const char *name)
+{
+    return MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+void srv_req_suspend(struct srv_req *q)
+{
+    q->suspended = true;
+    MHD_suspend_connection(q->conn);
+}
+
+void srv_req_wake(struct srv_req *q)
+{
+    MHD_resume_connection(q->conn);
+}
+
+/* ---- request state --------------------------------------------------------------------- */
+
+struct conn_req {
+    struct srv_req q;
+    uint8_t *body;
+    size_t len, cap;
+    bool too_large;
+    bool handled;
+};
+
+static void log_request(const struct srv_req *q)
 {
     char stamp[32];
     time_t t = time(NULL);
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    fprintf(stderr, "%s %s %s %u %.2fms\n", stamp, method, url, status, ms);
+    /* Never bodies, never image bytes: these are patient images. */
+    fprintf(stderr, "%s %s %s model=%s status=%u %.2fms batch=%d\n", stamp, q->method, q->url,
+            q->model[0] ? q->model : "-", q->status, (double)(srv_now_us() - q->t0_us) / 1e3, q->batch);
 }
 
-/* Steals body. */
-static enum MHD_Result reply_json(struct MHD_Connection *conn, unsigned status, json_t *body, const char *allow)
+static bool is_loopback(struct MHD_Connection *conn)
 {
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!text)
-        return MHD_NO;
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(text);
-        return MHD_NO;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return false;
+    if (ci->client_addr->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ci->client_addr;
+        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
     }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    if (allow)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-    enum MHD_Result ret = MHD_queue_response(conn, status, r);
-    MHD_destroy_response(r);
-    return ret;
+    if (ci->client_addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ci->client_addr;
+        return IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
+    }
+    return false;
 }
 
-static json_t *error_body(const char *fmt, const char *a, const char *b)
+/* Constant-time comparison: the time taken does not depend on where the strings differ. */
+static bool key_equal(const char *given, const char *key)
 {
-    char msg[512];
-    snprintf(msg, sizeof msg, fmt, a, b);
-    return json_pack("{s:s}", "error", msg);
+    size_t gl = strlen(given), kl = strlen(key);
+    unsigned char diff = (unsigned char)(gl != kl);
+    for (size_t i = 0; i < kl; i++)
+        diff |= (unsigned char)(key[i] ^ (i < gl ? given[i] : 0));
+    return diff == 0;
+}
+
+/* 0 if the request carries the key (or none is needed), else answers 401/403. */
+static int check_key(struct srv_req *q)
+{
+    const char *key = q->srv->o->api_key;
+    if (!key)
+        return 0;
+    const char *given = srv_req_header(q, "X-API-Key");
+    const char *auth = srv_req_header(q, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!given && auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+        given = auth + 7;
+        while (*given == ' ')
+            given++;
+    }
+    if (!given) {
+        srv_reply_error(q, 401, "this server needs an API key: send 'Authorization: Bearer <key>' or "
+                                "'X-API-Key: <key>'");
+        return -1;
+    }
+    if (!key_equal(given, key)) {
+        srv_reply_error(q, 403, "the API key is not valid");
+        return -1;
+    }
+    return 0;
+}
+
+/* The origin to echo in Access-Control-Allow-Origin, or NULL when CORS does not apply. */
+static const char *cors_origin(struct srv_req *q)
+{
+    const char *list = q->srv->o->cors_origins;
+    const char *origin = srv_req_header(q, "Origin");
+    if (!list || !origin)
+        return NULL;
+    if (strcmp(list, "*") == 0)
+        return "*";
+    size_t ol = strlen(origin);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ",");
+        size_t m = n;
+        while (m && p[m - 1] == ' ')
+            m--;
+        if (m == ol && m && strncmp(p, origin, m) == 0)
+            return origin;
+        p += n;
+    }
+    return NULL;
+}
+
+static void route(struct srv_req *q)
+{
+    const char *method = strcmp(q->method, "HEAD") == 0 ? "GET" : q->method;
+    if (strcmp(method, "OPTIONS") == 0) {
+        /* CORS preflight: allowed origins get the methods and headers they may use. */
+        if (srv_req_header(q, "Origin") && !cors_origin(q)) {
+            srv_reply_error(q, 403, "origin '%s' is not allowed (see --cors-origins)", srv_req_header(q, "Origin"));
+            return;
+        }
+        srv_reply_text(q, 204, "text/plain", NULL, 0);
+        return;
+    }
+    char args[SRV_MAX_ARGS][SRV_ARG_MAX];
+    const char *allow = NULL;
+    for (size_t i = 0; i < NROUTES; i++) {
+        const struct route *r = &routes[i];
+        if (!match(r->pattern, q->url, args))
+            continue;
+        if (strcmp(r->method, method) != 0) {
+            allow = strcmp(r->method, "GET") == 0 ? "GET, HEAD" : r->method;
+            continue;
+        }
+        if (!(r->flags & OPEN) && check_key(q) < 0)
+            return;
+        if ((r->flags & CONTROL) && !q->srv->o->api_key && !q->loopback) {
+            srv_reply_error(q, 403, "model control is allowed only from loopback unless the server has an API key");
+            return;
+        }
+        r->fn(q, args);
+        return;
+    }
+    if (allow) {
+        srv_reply_error(q, 405, "method %s is not allowed on %s (allowed: %s)", q->method, q->url, allow);
+        q->allow = allow;
+        return;
+    }
+    srv_reply_error(q, 404, "no route for %s %s (see GET /openapi.json)", q->method, q->url);
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *conn, struct conn_req *cr)
+{
+    struct srv_req *q = &cr->q;
+    if (!q->status)
+        srv_reply_error(q, 500, "internal error: the request was not answered");
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(q->reply_len, q->reply ? q->reply : (void *)"", MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    if (q->reply_type)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, q->reply_type);
+    if (q->allow)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, q->allow);
+    if (q->retry_after) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", q->retry_after);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
+    if (q->status == 401)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    const char *origin = cors_origin(q);
+    if (origin) {
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+        MHD_add_response_header(r, "Vary", "Origin");
+        if (strcmp(q->method, "OPTIONS") == 0) {
+            MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+            MHD_add_response_header(r, "Access-Control-Allow-Headers", "Content-Type, Authorization, X-API-Key");
+            MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+        }
+    }
+    if (atomic_load(&q->srv->draining) || cr->too_large)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(conn, q->status, r);
+    MHD_destroy_response(r);
+
+    int si = srv_status_index(q->status);
+    atomic_fetch_add(&q->srv->http_requests[si], 1);
+    if (q->model[0]) {
+        struct srv_slot_stats *st = srv_registry_stats(q->srv->registry, q->model);
+        if (st) {
+            atomic_fetch_add(&st->requests[si], 1);
+            atomic_fetch_add(&st->request_us, srv_now_us() - q->t0_us);
+        }
+    }
+    log_request(q);
+    return ret;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -71,63 +328,111 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct srv_http *h = cls;
     (void)version;
-    (void)upload_data;
-    /* First call: headers only. Remember the start time; answer on the next call. */
-    if (*req_cls == NULL) {
-        double *t0 = malloc(sizeof *t0);
-        if (!t0)
+    struct conn_req *cr = *req_cls;
+    if (!cr) {
+        /* Headers only: set up, refuse what is too big before reading it. */
+        cr = calloc(1, sizeof *cr);
+        if (!cr)
             return MHD_NO;
-        *t0 = now_ms();
-        *req_cls = t0;
-        return MHD_YES;
-    }
-    /* Bodies are not used by any route yet: drop them without buffering. */
-    if (*upload_data_size) {
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    double t0 = *(double *)*req_cls;
-    bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-    unsigned status;
-    json_t *body;
-    const char *allow = NULL;
-    if (strcmp(url, "/v2/health/live") == 0 || strcmp(url, "/v2/health/ready") == 0 || strcmp(url, "/v2") == 0) {
-        if (!get) {
-            status = MHD_HTTP_METHOD_NOT_ALLOWED;
-            body = error_body("method %s not allowed on %s", method, url);
-            allow = "GET, HEAD";
-        } else if (strcmp(url, "/v2/health/live") == 0) {
-            status = MHD_HTTP_OK;
-            body = json_pack("{s:b}", "live", 1);
-        } else if (strcmp(url, "/v2/health/ready") == 0) {
-            int ready = atomic_load(&h->ready);
-            status = ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
-            body = json_pack("{s:b}", "ready", ready);
-        } else {
-            status = MHD_HTTP_OK;
-            body = json_pack("{s:s, s:s, s:[], s:i}", "name", "salient", "version", PACKAGE_VERSION, "extensions",
-                             "models", h->nmodels);
+        *req_cls = cr;
+        atomic_fetch_add(&h->srv.inflight, 1);
+        struct srv_req *q = &cr->q;
+        q->srv = &h->srv;
+        q->conn = conn;
+        q->method = method;
+        q->url = url;
+        q->t0_us = srv_now_us();
+        q->loopback = is_loopback(conn);
+        const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        q->content_type = ct ? ct : "";
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        size_t limit = h->srv.o->max_body_bytes;
+        if (cl) {
+            unsigned long long n = strtoull(cl, NULL, 10);
+            if (n > limit) {
+                cr->too_large = true;
+                srv_reply_error(q, 413, "request body of %llu bytes is over the limit of %zu bytes", n, limit);
+                return send_reply(conn, cr);
+            }
+            if (n > 0) {
+                cr->body = malloc((size_t)n);
+                if (!cr->body)
+                    return MHD_NO;
+                cr->cap = (size_t)n;
+            }
         }
-    } else {
-        status = MHD_HTTP_NOT_FOUND;
-        body = error_body("no route for %s %s", method, url);
+        return MHD_YES;
     }
-    enum MHD_Result ret = reply_json(conn, status, body, allow);
-    log_request(method, url, status, now_ms() - t0);
-    return ret;
+    struct srv_req *q = &cr->q;
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        size_t limit = h->srv.o->max_body_bytes;
+        if (cr->too_large || cr->len + n > limit) {
+            /* A chunked body grew past the limit: keep nothing more, answer 413 at its end
+             * (libmicrohttpd queues answers only before or after the upload). */
+            cr->too_large = true;
+            free(cr->body);
+            cr->body = NULL;
+            cr->len = cr->cap = 0;
+            return MHD_YES;
+        }
+        if (cr->len + n > cr->cap) {
+            size_t cap = cr->cap ? cr->cap : 65536;
+            while (cap < cr->len + n)
+                cap *= 2;
+            if (cap > limit)
+                cap = limit;
+            uint8_t *b = realloc(cr->body, cap);
+            if (!b)
+                return MHD_NO;
+            cr->body = b;
+            cr->cap = cap;
+        }
+        memcpy(cr->body + cr->len, upload_data, n);
+        cr->len += n;
+        return MHD_YES;
+    }
+    if (q->suspended) {
+        /* Resumed: the deferred work is done. */
+        q->suspended = false;
+        if (!q->status && q->resume)
+            q->resume(q);
+        return send_reply(conn, cr);
+    }
+    if (cr->handled)
+        return send_reply(conn, cr);
+    cr->handled = true;
+    if (cr->too_large) {
+        srv_reply_error(q, 413, "request body is over the limit of %zu bytes", h->srv.o->max_body_bytes);
+    } else {
+        q->body = cr->body ? cr->body : (const uint8_t *)"";
+        q->body_len = cr->len;
+        route(q);
+    }
+    if (q->suspended)
+        return MHD_YES;
+    return send_reply(conn, cr);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
-                         enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
+    struct srv_http *h = cls;
     (void)conn;
     (void)toe;
-    free(*req_cls);
+    struct conn_req *cr = *req_cls;
+    if (!cr)
+        return;
+    if (cr->q.cleanup)
+        cr->q.cleanup(&cr->q);
+    free(cr->q.reply);
+    free(cr->body);
+    free(cr);
     *req_cls = NULL;
+    atomic_fetch_sub(&h->srv.inflight, 1);
 }
 
-struct srv_http *srv_http_start(const struct srv_options *o, int nmodels)
+struct srv_http *srv_http_start(const struct srv_options *o, struct srv_registry *registry)
 {
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
@@ -142,14 +447,16 @@ struct srv_http *srv_http_start(const struct srv_options *o, int nmodels)
         eng_error("out of memory");
         return NULL;
     }
-    h->nmodels = nmodels;
-    atomic_init(&h->ready, 1);
-    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY | MHD_USE_ERROR_LOG,
-                                 (uint16_t)o->port, NULL, NULL, on_request, h,
-                                 MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&addr,
-                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)o->http_threads,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+    h->srv.o = o;
+    h->srv.registry = registry;
+    h->srv.started_us = srv_now_us();
+    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY | MHD_USE_ERROR_LOG |
+                                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC,
+                                 (uint16_t)o->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
+                                 (const struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
+                                 (unsigned int)o->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
+                                 (unsigned int)o->connection_timeout, MHD_OPTION_CONNECTION_LIMIT,
+                                 (unsigned int)o->max_connections, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
                                  MHD_OPTION_END);
     if (!h->daemon) {
         eng_error("cannot listen on %s:%d (port in use, or not allowed)", o->host, o->port);
@@ -165,9 +472,20 @@ int srv_http_port(const struct srv_http *h)
     return i ? (int)i->port : -1;
 }
 
-void srv_http_set_ready(struct srv_http *h, int ready)
+int srv_http_drain(struct srv_http *h, int timeout_s)
 {
-    atomic_store(&h->ready, ready);
+    atomic_store(&h->srv.draining, 1);
+    /* Refuse new connections; connections already open get their answers ("Connection: close"). */
+    MHD_socket s = MHD_quiesce_daemon(h->daemon);
+    if (s != MHD_INVALID_SOCKET)
+        close(s);
+    uint64_t until = srv_now_us() + (uint64_t)timeout_s * 1000000u;
+    while (atomic_load(&h->srv.inflight) > 0) {
+        if (srv_now_us() >= until)
+            return -1;
+        usleep(10000);
+    }
+    return 0;
 }
 
 void srv_http_stop(struct srv_http *h)

@@ -1,31 +1,35 @@
-/* The HTTP front: libmicrohttpd daemon, routing, JSON responses, one log line per request.
+/* The HTTP front: the libmicrohttpd daemon serving the routes in routes.h.
  *
- *   struct srv_http *h = srv_http_start(&opts, nmodels);   // NULL + message (port in use, ...)
+ *   struct srv_http *h = srv_http_start(&opts, registry);  // NULL + message (port in use, ...)
  *   ... wait for SIGTERM ...
+ *   srv_http_drain(h, opts.exit_timeout);   // not ready, no new connections, finish accepted work
  *   srv_http_stop(h);
  *
- * Routes today: GET /v2 (server metadata), /v2/health/live, /v2/health/ready; anything else
- * is a JSON 404 (or 405 for a known path with another method). The inference routes arrive
- * with the server issue (docs/API.md).
+ * libmicrohttpd's threads (--http-threads) read bodies, decode and preprocess images; a request
+ * that runs a model is parked (suspended) while the model's batcher works and resumed with
+ * its answer, so no HTTP thread ever waits on inference (request.h).
  */
 #ifndef SALIENT_SERVER_HTTP_H
 #define SALIENT_SERVER_HTTP_H
 
 #include "server/options.h"
+#include "server/registry.h"
 
 struct srv_http; /* opaque */
 
-/* Start listening on o->host:o->port, serving nmodels loaded models.
- * Returns NULL with a message (eng_errmsg) if the address cannot be used. */
-struct srv_http *srv_http_start(const struct srv_options *o, int nmodels);
+/* Listen on o->host:o->port serving registry's models (both borrowed until stop).
+ * NULL with a message (eng_errmsg) if the address cannot be used. */
+struct srv_http *srv_http_start(const struct srv_options *o, struct srv_registry *registry);
 
 /* The port actually bound (differs from the option when that was 0). */
 int srv_http_port(const struct srv_http *h);
 
-/* Mark the server not ready (health/ready answers 503) ahead of a shutdown. */
-void srv_http_set_ready(struct srv_http *h, int ready);
+/* Begin shutdown: readiness answers 503, the listening socket closes, answers carry
+ * "Connection: close"; wait up to timeout_s for every accepted request to be answered.
+ * Returns 0 when all were, -1 on timeout. */
+int srv_http_drain(struct srv_http *h, int timeout_s);
 
-/* Stop accepting, finish what is in flight, free everything. */
+/* Close every connection and free h. Call after srv_http_drain returned 0. */
 void srv_http_stop(struct srv_http *h);
 
 #endif

@@ -14,7 +14,9 @@ UNIT_TESTS = \
 	tests/unit/test_safetensors \
 	tests/unit/test_tfjs \
 	tests/unit/test_manifest \
-	tests/unit/test_decode_image
+	tests/unit/test_decode_image \
+	tests/unit/test_base64 \
+	tests/unit/test_multipart
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 check_LTLIBRARIES = tests/unit/libfixture.la
@@ -68,4 +70,10 @@ tests_unit_test_manifest_LDADD = $(UNIT_LDADD)
 tests_unit_test_decode_image_SOURCES = tests/unit/test_decode_image.c server/decode_image.c server/decode_image.h
 tests_unit_test_decode_image_CFLAGS = $(UNIT_CFLAGS) $(TURBOJPEG_CFLAGS) $(PNG_CFLAGS)
 tests_unit_test_decode_image_LDADD = $(UNIT_LDADD) $(TURBOJPEG_LIBS) $(PNG_LIBS)
+tests_unit_test_base64_SOURCES = tests/unit/test_base64.c
+tests_unit_test_base64_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_base64_LDADD = server/libserver.la $(UNIT_LDADD) $(MHD_LIBS) $(TURBOJPEG_LIBS) $(PNG_LIBS)
+tests_unit_test_multipart_SOURCES = tests/unit/test_multipart.c
+tests_unit_test_multipart_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_multipart_LDADD = server/libserver.la $(UNIT_LDADD) $(MHD_LIBS) $(TURBOJPEG_LIBS) $(PNG_LIBS)
 EXTRA_DIST += tests/unit/README.md tests/unit/fixtures

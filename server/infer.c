@@ -1,0 +1,265 @@
+/* infer.c: decode + preprocess on the HTTP thread, queue on the batcher, answer on resume. */
+#include "config.h"
+#include "server/infer.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/ctx.h"
+#include "engine/error.h"
+#include "models/preprocess.h"
+
+/* Each HTTP thread keeps one single-threaded engine context for preprocessing, its scratch
+ * grown to the largest image seen; freed when the thread ends. */
+static pthread_key_t ctx_key;
+static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+
+struct pre_ctx {
+    struct eng_ctx ctx;
+    size_t cap;
+    bool init;
+};
+
+static void pre_ctx_free(void *p)
+{
+    struct pre_ctx *c = p;
+    if (c->init)
+        eng_ctx_free(&c->ctx);
+    free(c);
+}
+
+static void make_key(void)
+{
+    pthread_key_create(&ctx_key, pre_ctx_free);
+}
+
+static struct eng_ctx *preprocess_ctx(size_t need)
+{
+    pthread_once(&ctx_once, make_key);
+    struct pre_ctx *c = pthread_getspecific(ctx_key);
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c || pthread_setspecific(ctx_key, c) != 0) {
+            free(c);
+            return NULL;
+        }
+    }
+    if (!c->init || c->cap < need) {
+        if (c->init)
+            eng_ctx_free(&c->ctx);
+        c->init = false;
+        if (eng_ctx_init(&c->ctx, 1, need) < 0)
+            return NULL;
+        c->init = true;
+        c->cap = need;
+    }
+    return &c->ctx;
+}
+
+void srv_images_free(struct srv_image_in *imgs, int n)
+{
+    if (!imgs)
+        return;
+    for (int i = 0; i < n; i++)
+        if (imgs[i].owned)
+            free((void *)imgs[i].data);
+    free(imgs);
+}
+
+int srv_params_parse(struct srv_req *q, json_t *obj, struct srv_params *p)
+{
+    memset(p, 0, sizeof *p);
+    if (!obj || json_is_null(obj))
+        return 0;
+    if (!json_is_object(obj)) {
+        srv_reply_error(q, 400, "'parameters' must be an object");
+        return -1;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        if (strcmp(key, "top_k") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 100000) {
+                srv_reply_error(q, 400, "parameters.top_k must be a positive integer");
+                return -1;
+            }
+            p->top_k = (int)json_integer_value(v);
+        } else if (strcmp(key, "attention") == 0) {
+            const char *s = json_string_value(v);
+            if (s && strcmp(s, "none") == 0) {
+                p->attention = SRV_ATTENTION_NONE;
+            } else if (s && (strcmp(s, "maps") == 0 || strcmp(s, "png") == 0)) {
+                p->attention = strcmp(s, "maps") == 0 ? SRV_ATTENTION_MAPS : SRV_ATTENTION_PNG;
+            } else {
+                srv_reply_error(q, 400, "parameters.attention must be \"none\", \"maps\" or \"png\"");
+                return -1;
+            }
+        } else {
+            srv_reply_error(q, 400, "unknown parameter '%s' (known: top_k, attention)", key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+json_t *srv_model_header(const struct mdl_model *m)
+{
+    return json_pack("{s:s, s:s, s:b}", "model", m->manifest.name, "version", m->manifest.version, "demo",
+                     m->manifest.demo);
+}
+
+json_t *srv_infer_timing(const struct srv_infer *inf)
+{
+    const struct srv_job *j = &inf->job;
+    return json_pack("{s:f, s:f, s:f, s:i}", "queue", (double)(j->t_started - j->t_queued) / 1e3, "preprocess",
+                     (double)inf->preprocess_us / 1e3, "compute", (double)(j->t_finished - j->t_started) / 1e3,
+                     "batch", j->batch_images);
+}
+
+static void infer_free(struct srv_infer *inf)
+{
+    srv_images_free(inf->imgs, inf->n);
+    free(inf->input);
+    free(inf->probs);
+    free(inf->logits);
+    srv_model_release(inf->sm);
+    free(inf);
+}
+
+static void cleanup(struct srv_req *q)
+{
+    infer_free(q->state);
+    q->state = NULL;
+}
+
+/* Worker thread: the job is answered; wake the connection. */
+static void job_done(struct srv_job *j)
+{
+    struct srv_infer *inf = j->user;
+    srv_req_wake(inf->q);
+}
+
+/* HTTP thread, after the wake. */
+static void resumed(struct srv_req *q)
+{
+    struct srv_infer *inf = q->state;
+    q->batch = inf->job.batch_images;
+    switch (inf->job.status) {
+    case SRV_JOB_OK:
+        inf->answer(inf);
+        break;
+    case SRV_JOB_TIMEOUT:
+        srv_reply_error(q, 504, "model '%s': %s (--request-timeout-ms %d)", inf->m->manifest.name, inf->job.err,
+                        q->srv->o->request_timeout_ms);
+        break;
+    case SRV_JOB_FAILED:
+        srv_reply_error(q, 500, "model '%s' failed to run: %s", inf->m->manifest.name, inf->job.err);
+        break;
+    }
+}
+
+/* Decode and preprocess image i into inf->input. 0, or -1 having answered. */
+static int prepare_image(struct srv_req *q, struct srv_infer *inf, int i)
+{
+    const struct mdl_model *m = inf->m;
+    struct srv_image_in *in = &inf->imgs[i];
+    struct srv_image img;
+    char err[256];
+    enum srv_decode_status st = srv_decode_image(in->data, in->len, q->srv->o->max_pixels, &img, err, sizeof err);
+    if (st != SRV_DECODE_OK) {
+        srv_reply_error(q, (unsigned)srv_decode_http_status(st), "%s: %s", in->field, err);
+        return -1;
+    }
+    struct mdl_image view = {img.width, img.height, img.channels, img.data, img.stride};
+    struct eng_ctx *ctx = preprocess_ctx(mdl_preprocess_scratch_bytes(&m->pre, img.width, img.height));
+    int rc = -1;
+    if (!ctx)
+        srv_reply_error(q, 500, "out of memory preprocessing %s", in->field);
+    else if (mdl_preprocess_run(ctx, &m->pre, &view, inf->input + (size_t)i * mdl_preprocess_floats(&m->pre)) < 0)
+        srv_reply_error(q, 400, "%s (%dx%d): %s", in->field, img.width, img.height, eng_errmsg());
+    else
+        rc = 0;
+    srv_image_free(&img);
+    return rc;
+}
+
+int srv_infer_start(struct srv_req *q, const char *model, struct srv_image_in *imgs, int n,
+                    const struct srv_params *p, void (*answer)(struct srv_infer *inf))
+{
+    snprintf(q->model, sizeof q->model, "%s", model);
+    struct srv_infer *inf = calloc(1, sizeof *inf);
+    if (!inf) {
+        srv_images_free(imgs, n);
+        srv_reply_error(q, 500, "out of memory");
+        return -1;
+    }
+    inf->q = q;
+    inf->imgs = imgs;
+    inf->n = n;
+    inf->params = *p;
+    inf->answer = answer;
+    q->state = inf;
+    q->cleanup = cleanup;
+
+    inf->sm = srv_registry_acquire(q->srv->registry, model);
+    if (!inf->sm) {
+        char reason[512];
+        enum srv_model_state st = srv_registry_state(q->srv->registry, model, reason, sizeof reason);
+        if (st == SRV_MODEL_UNKNOWN) {
+            q->model[0] = '\0'; /* not a model: not a /metrics label either */
+            srv_reply_error(q, 404, "no model named '%s' (see GET /v1/models)", model);
+        } else {
+            srv_reply_error(q, 503, "model '%s' is not loaded: %s", model, reason);
+        }
+        return -1;
+    }
+    const struct mdl_model *m = inf->m = inf->sm->m;
+    int max_batch = srv_batcher_opts(inf->sm->batcher)->max_batch;
+    if (n < 1) {
+        srv_reply_error(q, 400, "no images in the request");
+        return -1;
+    }
+    if (n > max_batch) {
+        srv_reply_error(q, 400, "%d images in one request; model '%s' takes at most %d (max_batch_size)", n,
+                        m->manifest.name, max_batch);
+        return -1;
+    }
+    size_t per = mdl_preprocess_floats(&m->pre);
+    int nl = m->manifest.nlabels;
+    inf->input = malloc((size_t)n * per * sizeof(float));
+    inf->probs = malloc((size_t)n * (size_t)(nl > 0 ? nl : 1) * sizeof(float));
+    inf->logits = malloc((size_t)n * (size_t)(m->nout > 0 ? m->nout : 1) * sizeof(float));
+    if (!inf->input || !inf->probs || !inf->logits) {
+        srv_reply_error(q, 500, "out of memory");
+        return -1;
+    }
+    uint64_t t0 = srv_now_us();
+    for (int i = 0; i < n; i++)
+        if (prepare_image(q, inf, i) < 0)
+            return -1;
+    inf->preprocess_us = srv_now_us() - t0;
+    struct srv_slot_stats *stats = srv_registry_stats(q->srv->registry, model);
+    if (stats)
+        atomic_fetch_add(&stats->preprocess_us, inf->preprocess_us);
+
+    struct srv_job *j = &inf->job;
+    j->n = n;
+    j->input = inf->input;
+    j->probs = nl > 0 ? inf->probs : NULL;
+    j->logits = inf->logits;
+    j->deadline_us = srv_now_us() + (uint64_t)q->srv->o->request_timeout_ms * 1000u;
+    j->done = job_done;
+    j->user = inf;
+    q->resume = resumed;
+    /* Park first, then queue: a fast worker's wake must find the connection suspended. */
+    srv_req_suspend(q);
+    if (srv_batcher_submit(inf->sm->batcher, j) < 0) {
+        srv_reply_error(q, 503, "model '%s' is busy: its queue of %d requests is full; retry shortly",
+                        m->manifest.name, srv_batcher_opts(inf->sm->batcher)->max_queue);
+        srv_req_wake(q);
+    }
+    return 0;
+}
