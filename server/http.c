@@ -191,8 +191,19 @@ static void log_request(const struct srv_req *q)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    /* The path is the client's, %-decoded: control bytes are escaped so that a %0A cannot
+     * end the line and forge the next one. */
+    char url[512];
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)q->url; *p && o + 5 < sizeof url; p++) {
+        if (*p < 0x20 || *p == 0x7f || *p == '\\')
+            o += (size_t)snprintf(url + o, sizeof url - o, "\\x%02x", *p);
+        else
+            url[o++] = (char)*p;
+    }
+    url[o] = '\0';
     /* Never bodies, never image bytes: these are patient images. */
-    fprintf(stderr, "%s %s %s model=%s status=%u %.2fms batch=%d\n", stamp, q->method, q->url,
+    fprintf(stderr, "%s %s %s model=%s status=%u %.2fms batch=%d\n", stamp, q->method, url,
             q->model[0] ? q->model : "-", q->status, (double)(srv_now_us() - q->t0_us) / 1e3, q->batch);
 }
 
