@@ -16,6 +16,7 @@ from salientd_harness import (Checks, Server, b64, data, make_repo, max_diff, mu
 CV = "covid-resnet-demo"
 P = "/v1/models/%s:predict" % CV
 V2 = "/v2/models/%s/infer" % CV
+FORGED = "2026-01-01T00:00:00Z GET /forged model=- status=200"  # a log line a client must not write
 LIMIT = 200000  # --max-body-bytes
 MAXB = 4        # --max-batch-size
 
@@ -52,6 +53,8 @@ def table(png, jpg):
     mp_noimg = multipart([("parameters", None, None, b'{"top_k": 1}')])
     mp_unknown = multipart([("image", "x.png", "image/png", png), ("photo", "y.png", "image/png", png)])
     mp_badparams = multipart([("image", "x.png", "image/png", png), ("parameters", None, None, b"{top_k")])
+    mp_latin1 = multipart([("image", "x.png", "image/png", png), ("photo\xe9", None, None, b"x")])
+    mp_latin1 = (mp_latin1[0].replace(b"photo\xc3\xa9", b"photo\xe9"), mp_latin1[1])
     mp_text = multipart([("image", "Jane_Doe_1970.txt", "text/plain", b"hello, this is not an image")])
     return [
         # JSON shape
@@ -70,6 +73,10 @@ def table(png, jpg):
         ("instance image a number", "POST", P, js, {"instances": [img, {"image": 7}]}, 400,
          "instances[1].image must be a string"),
         ("unknown field", "POST", P, js, {"image": img, "extra": 1}, 400, "unknown field 'extra'"),
+        # The message quotes the key, cut inside its first 2-byte character: still valid UTF-8.
+        ("unknown field too long for the message", "POST", P, js,
+         json.dumps({"image": img, "k" * 1007 + "\u00e9" * 10: 1}, ensure_ascii=False).encode(), 400,
+         "unknown field 'kkkk"),
         ("instances over 256", "POST", P, js, {"instances": ["QUJD"] * 257},
          400, "257 instances in one request; at most 256"),
         # base64
@@ -121,6 +128,8 @@ def table(png, jpg):
          "unsupported Content-Type 'text/plain'"),
         ("unsupported Content-Type image/gif", "POST", P, {"Content-Type": "image/gif"}, png, 415,
          "unsupported Content-Type 'image/gif'"),
+        ("a Content-Type that is not UTF-8", "POST", P, {"Content-Type": "image/\xff"}, png, 415,
+         "unsupported Content-Type 'image/?'"),
         ("unknown model", "POST", "/v1/models/nope:predict", ct_png, png, 404, "no model named 'nope'"),
         ("unknown model, v2", "POST", "/v2/models/nope/infer", js, v2_json(png), 404, "no model named 'nope'"),
         ("unknown model metadata", "GET", "/v2/models/nope", None, None, 404, "no model named 'nope'"),
@@ -128,6 +137,9 @@ def table(png, jpg):
         ("unknown version, v2 infer", "POST", "/v2/models/%s/versions/7/infer" % CV, js, v2_json(png), 404,
          "model '%s' has no version '7'" % CV),
         ("unknown path", "GET", "/v1/nope", None, None, 404, "no route for GET /v1/nope"),
+        ("a path that is not UTF-8 (%FF)", "GET", "/v1/%FF", None, None, 404, "no route for GET /v1/? "),
+        ("a path with a newline (%0A)", "GET", "/v1/x%0A" + FORGED.replace(" ", "%20"), None, None, 404,
+         "no route for GET /v1/x\n"),
         ("model name with a slash", "POST", "/v2/repository/models/..%2F..%2Fetc/load", None, None,
          404, "no route for"),
         ("predict without ':predict'", "POST", "/v1/models/%s" % CV, ct_png, png, 405,
@@ -207,6 +219,8 @@ def table(png, jpg):
          "unknown form field 'photo'"),
         ("multipart parameters not JSON", "POST", P, {"Content-Type": mp_badparams[1]}, mp_badparams[0], 400,
          "form field 'parameters' is not valid JSON"),
+        ("multipart field name that is not UTF-8", "POST", P, {"Content-Type": mp_latin1[1]}, mp_latin1[0], 400,
+         "unknown form field 'photo?'"),
         ("multipart image that is text", "POST", P, {"Content-Type": mp_text[1]}, mp_text[0], 415,
          "form field 'image' #1: not a JPEG or PNG image"),
     ]
@@ -239,7 +253,7 @@ def main():
             r = send(s, method, path, headers, body)
             err = r.error()
             five += r.status >= 500
-            t.check("%s: %d '%s'" % (name, want, text),
+            t.check("%s: %d '%s'" % (name, want, text.replace("\n", "\\n")),
                     r.status == want and r.headers.get("content-type") == "application/json" and err is not None
                     and text in err, "got %d %s: %r" % (r.status, r.headers.get("content-type"), r.body[:300]))
         t.eq("no answer in the table was 5xx", 0, five)
@@ -282,6 +296,8 @@ def main():
         t.check("the log never holds image bytes or file names",
                 b64(png)[:40] not in log and "Jane_Doe" not in log and "hello, this" not in log)
         t.check("every request was logged", log.count(" status=") >= len(rows))
+        t.check("a %0A in the path is escaped in the log, not a forged line",
+                "GET /v1/x\\x0a" + FORGED in log and not any(l.startswith(FORGED) for l in log.splitlines()))
     finally:
         s.kill()
 
@@ -340,6 +356,9 @@ def secure(t, repo, png):
         t.check("preflight from another origin: 403, no Access-Control-Allow-Origin",
                 r.status == 403 and "access-control-allow-origin" not in r.headers
                 and "origin 'http://evil.example' is not allowed" in (r.error() or ""), "%d %r" % (r.status, r.body))
+        r = s.request("OPTIONS", P, None, dict(pre, Origin="http://\xff.example"))
+        t.check("preflight from an origin that is not UTF-8: 403 JSON, not 500",
+                r.status == 403 and "origin 'http://?.example' is not allowed" in (r.error() or ""), r.body)
         r = s.request("OPTIONS", P, None, dict(pre, Origin="http://a.example.evil"))
         t.eq("an origin that only starts like an allowed one: 403", 403, r.status)
         r = s.request("GET", "/v1/models", None, {"Origin": "http://a.example", "X-API-Key": "secret"})
