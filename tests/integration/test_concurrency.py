@@ -50,8 +50,9 @@ def main():
 
 
 def many_clients(t, repo, png):
-    """32 clients x 2 requests: all 200, all equal to one request alone, batches larger than 1."""
-    with Server(t.tmp, repo, "--max-queue-delay-us", "20000", name="many") as s:
+    """32 clients x 2 requests: all 200, all equal to one request alone, batches larger than 1.
+    Two workers take batches from the one queue (--workers 2)."""
+    with Server(t.tmp, repo, "--max-queue-delay-us", "20000", "--workers", "2", name="many") as s:
         ct = {"Content-Type": "image/png"}
         ref = [v1_scores(s.request("POST", P, x, ct)) for x in png]
         m0 = s.metrics()
