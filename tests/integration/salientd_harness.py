@@ -49,6 +49,7 @@ class Checks:
         self.passed = 0
         self.failed = 0
         self.tmp = tempfile.mkdtemp(prefix="salient-it-")
+        atexit.register(shutil.rmtree, self.tmp, True)  # also when a test dies of an exception
         self.t0 = time.monotonic()
 
     def ok(self, name):
