@@ -123,6 +123,13 @@ static void v2_answer(struct srv_infer *inf)
 
 void srv_v2_infer(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX])
 {
+    if (args[1][0]) {
+        /* /versions/{v}/infer: only the version being served may answer, as for metadata. */
+        struct srv_model *sm = model_arg(q, args, true);
+        if (!sm)
+            return;
+        srv_model_release(sm);
+    }
     snprintf(q->model, sizeof q->model, "%s", args[0]);
     json_error_t je;
     json_t *root = json_loadb((const char *)q->body, q->body_len, 0, &je);
