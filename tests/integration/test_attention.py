@@ -14,44 +14,27 @@ import base64
 import io
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 
 from PIL import Image
 
-SRCDIR = os.environ.get("SALIENT_SRCDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-SALIENTD = os.environ.get("SALIENTD", os.path.join(SRCDIR, "build", "server", "salientd"))
+from salientd_harness import SRCDIR, Checks, Server, make_repo
+
 RUN = os.environ.get("SALIENT_RUN", os.path.join(SRCDIR, "build", "tools", "salient-run"))
 sys.path.insert(0, os.path.join(SRCDIR, "models", "export"))
 import phantoms  # noqa: E402
 
-passed = failed = 0
+t = Checks()
+check = t.check
 
 
-def check(what, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   " + what, flush=True)
-    else:
-        failed += 1
-        print("FAIL " + what + (": " + detail if detail else ""), flush=True)
-
-
-def post(base, path, body, ctype="application/json"):
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, headers={"Content-Type": ctype}, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+def post(s, path, body, ctype="application/json"):
+    """(status, JSON answer) of a POST; body: bytes as they are, anything else as JSON."""
+    r = s.request("POST", path, body if isinstance(body, bytes) else json.dumps(body).encode(),
+                  {"Content-Type": ctype})
+    return r.status, r.json() or {}
 
 
 def read_safetensors(path):
@@ -72,30 +55,10 @@ def maxdiff(a, b):
     return max(abs(x - y) for x, y in zip(a, b)) if len(a) == len(b) else float("inf")
 
 
-def start(repo, tmp):
-    log = open(os.path.join(tmp, "salientd.log"), "w+")
-    p = subprocess.Popen([SALIENTD, "--model-repo", repo, "--port", "0", "--host", "127.0.0.1"], stderr=log)
-    for _ in range(1200):
-        log.seek(0)
-        for line in log.read().splitlines():
-            if "listening on http://127.0.0.1:" in line:
-                return p, "http://127.0.0.1:%s" % line.split(":")[-1].split()[0]
-        if p.poll() is not None:
-            break
-        time.sleep(0.05)
-    p.kill()
-    log.seek(0)
-    sys.exit("salientd did not start:\n" + log.read())
-
-
 def main():
-    tmp = tempfile.mkdtemp()
-    proc = None
-    try:
-        repo = os.path.join(tmp, "repo")
-        os.makedirs(repo)
-        for m in ("chexnet-demo", "quadrant-demo"):
-            shutil.copytree(os.path.join(SRCDIR, "models", "repo", m), os.path.join(repo, m))
+    tmp = t.tmp
+    repo = make_repo(tmp, ["chexnet-demo", "quadrant-demo"])
+    with Server(tmp, repo) as srv:
         imgs, recs = phantoms.generate(3, seed=77, size=256)
         paths = []
         for i, im in enumerate(imgs):
@@ -105,10 +68,9 @@ def main():
         b64 = [base64.b64encode(open(p, "rb").read()).decode() for p in paths]
         man = json.load(open(os.path.join(repo, "chexnet-demo", "manifest.json")))
         layers = man["attention"]["layers"]
-        proc, base = start(repo, tmp)
 
         # v1 maps, defaults
-        st, r = post(base, "/v1/models/chexnet-demo:predict", {"image": b64[0], "parameters": {"attention": "maps"}})
+        st, r = post(srv, "/v1/models/chexnet-demo:predict", {"image": b64[0], "parameters": {"attention": "maps"}})
         check("v1 maps: 200", st == 200, json.dumps(r)[:300])
         pred = r["predictions"][0]
         att = pred.get("attention", {})
@@ -141,7 +103,7 @@ def main():
 
         # selection and a batch of three
         sel = {"attention": "maps", "attention_layers": ["denseblock4", "denseblock2"], "cam_labels": ["Mass", "Nodule"]}
-        st, r3 = post(base, "/v1/models/chexnet-demo:predict",
+        st, r3 = post(srv, "/v1/models/chexnet-demo:predict",
                       {"instances": [{"image": b} for b in b64], "parameters": sel})
         check("v1 selected maps, 3 images: 200", st == 200, json.dumps(r3)[:300])
         a3 = [p["attention"] for p in r3.get("predictions", [])]
@@ -150,7 +112,7 @@ def main():
         check("cam_labels picks CAMs in the order asked", all([c["label"] for c in a["cam"]] == ["Mass", "Nodule"] for a in a3))
         same = True
         for i in range(3):
-            st1, r1 = post(base, "/v1/models/chexnet-demo:predict", {"image": b64[i], "parameters": sel})
+            st1, r1 = post(srv, "/v1/models/chexnet-demo:predict", {"image": b64[i], "parameters": sel})
             a1 = r1["predictions"][0]["attention"]
             for x, y in zip(a1["layers"] + a1["cam"], a3[i]["layers"] + a3[i]["cam"]):
                 same &= maxdiff(x["map"], y["map"]) < 1e-5
@@ -160,13 +122,13 @@ def main():
                              ({"attention": "maps", "cam_labels": ["Flu"]}, "is not a label of model"),
                              ({"attention": "maps", "cam_labels": "Mass"}, "must be a list"),
                              ({"attention": "heat"}, "must be \"none\", \"maps\" or \"png\"")):
-            st, r = post(base, "/v1/models/chexnet-demo:predict", {"image": b64[0], "parameters": params})
+            st, r = post(srv, "/v1/models/chexnet-demo:predict", {"image": b64[0], "parameters": params})
             check("bad attention parameter %s -> 400 '%s'" % (json.dumps(params), want),
                   st == 400 and want in r.get("error", ""), "%d %s" % (st, r))
 
         # png overlays, raw body with query parameters
         body = open(paths[1], "rb").read()
-        st, r = post(base, "/v1/models/quadrant-demo:predict?attention=png", body, "image/png")
+        st, r = post(srv, "/v1/models/quadrant-demo:predict?attention=png", body, "image/png")
         check("png overlays: 200", st == 200, json.dumps(r)[:300])
         a = r["predictions"][0]["attention"]
         ovs = a.get("overlays", [])
@@ -186,7 +148,7 @@ def main():
                   im.getpixel((cx, cy)) == src.getpixel((cx, cy)) and diff > 0.3)
 
         # v2
-        st, r = post(base, "/v2/models/chexnet-demo/infer",
+        st, r = post(srv, "/v2/models/chexnet-demo/infer",
                      {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": b64[:2]}],
                       "parameters": {"attention": "maps"}})
         names = {o["name"]: o for o in r.get("outputs", [])}
@@ -196,13 +158,7 @@ def main():
         check("v2: cam/<label> [2, h, w] for every label",
               all("cam/" + l in names and len(names["cam/" + l]["data"]) == 2 * names["cam/" + l]["shape"][1] *
                   names["cam/" + l]["shape"][2] for l in man["labels"]))
-    finally:
-        if proc:
-            proc.terminate()
-            proc.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(0 if failed == 0 else 1)
+    sys.exit(t.finish())
 
 
 if __name__ == "__main__":

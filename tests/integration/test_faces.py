@@ -15,28 +15,14 @@ import glob
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 
-SRCDIR = os.environ.get("SALIENT_SRCDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-SALIENTD = os.environ.get("SALIENTD", os.path.join(SRCDIR, "build", "server", "salientd"))
+from salientd_harness import SALIENTD, SRCDIR, Checks, Server, make_repo
+
 BUILDDIR = os.path.dirname(os.path.dirname(os.path.abspath(SALIENTD)))
 
-passed = failed = 0
-
-
-def check(what, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   " + what, flush=True)
-    else:
-        failed += 1
-        print("FAIL " + what + (": " + detail if detail else ""), flush=True)
+t = Checks()
+check = t.check
 
 
 def faceapi_dir():
@@ -48,15 +34,14 @@ def faceapi_dir():
     return None
 
 
-def request(base, path, body=None, ctype="application/json"):
-    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, headers={"Content-Type": ctype},
-                                 method="POST" if data is not None else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=300) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+def request(s, path, body=None, ctype="application/json"):
+    """(status, JSON answer): GET without a body, else POST (bytes as they are, else JSON)."""
+    if body is None:
+        r = s.request("GET", path)
+    else:
+        r = s.request("POST", path, body if isinstance(body, bytes) else json.dumps(body).encode(),
+                      {"Content-Type": ctype})
+    return r.status, r.json() or {}
 
 
 def numbers(x):
@@ -85,43 +70,26 @@ def multipart(fields):
     return out + ("--%s--\r\n" % b).encode(), "multipart/form-data; boundary=" + b
 
 
-def start(repo, tmp):
-    log = open(os.path.join(tmp, "salientd.log"), "w+")
-    p = subprocess.Popen([SALIENTD, "--model-repo", repo, "--port", "0", "--host", "127.0.0.1"], stderr=log)
-    for _ in range(2400):
-        log.seek(0)
-        for line in log.read().splitlines():
-            if "listening on http://127.0.0.1:" in line:
-                return p, "http://127.0.0.1:%s" % line.split(":")[-1].split()[0]
-        if p.poll() is not None:
-            break
-        time.sleep(0.05)
-    p.kill()
-    log.seek(0)
-    sys.exit("salientd did not start:\n" + log.read())
-
-
 def main():
     fa = faceapi_dir()
     if not fa:
         print("skip: no face-api weights and photographs (run scripts/fetch-faceapi.sh)")
+        t.finish()
         sys.exit(77)
     photos = sorted(glob.glob(os.path.join(fa, "demo", "*.jpg")))
-    tmp = tempfile.mkdtemp()
-    proc = None
-    try:
-        repo = os.path.join(tmp, "repo")
-        os.makedirs(os.path.join(repo, "faces"))
-        shutil.copy(os.path.join(SRCDIR, "models", "repo", "faces", "manifest.json"), os.path.join(repo, "faces"))
-        for f in glob.glob(os.path.join(fa, "model", "*.json")) + glob.glob(os.path.join(fa, "model", "*.bin")):
-            shutil.copy(f, os.path.join(repo, "faces"))
-        shutil.copytree(os.path.join(SRCDIR, "models", "repo", "chexnet-demo"), os.path.join(repo, "chexnet-demo"))
-        proc, base = start(repo, tmp)
+    tmp = t.tmp
+    # faces as scripts/prepare-repo.sh assembles it, and a classifier to send face parameters to
+    repo = make_repo(tmp, ["chexnet-demo"])
+    os.makedirs(os.path.join(repo, "faces"))
+    shutil.copy(os.path.join(SRCDIR, "models", "repo", "faces", "manifest.json"), os.path.join(repo, "faces"))
+    for f in glob.glob(os.path.join(fa, "model", "*.json")) + glob.glob(os.path.join(fa, "model", "*.bin")):
+        shutil.copy(f, os.path.join(repo, "faces"))
+    with Server(tmp, repo) as srv:
         jpg = open(photos[0], "rb").read()
         b64 = base64.b64encode(jpg).decode()
         phantom = open(os.path.join(SRCDIR, "tests", "data", "phantom_00000.png"), "rb").read()
 
-        st, raw = request(base, "/v1/models/faces:predict", jpg, "image/jpeg")
+        st, raw = request(srv, "/v1/models/faces:predict", jpg, "image/jpeg")
         check("raw JPEG: 200", st == 200, json.dumps(raw)[:300])
         faces = raw["predictions"][0]["faces"] if st == 200 else []
         check("faces found in %s (%d)" % (os.path.basename(photos[0]), len(faces)), len(faces) >= 1)
@@ -132,63 +100,57 @@ def main():
                    len(f["expression"]["scores"]) == 7 for f in faces)
         check("default tasks: box, score, 68 landmarks, age, gender, 7 expressions, 128-D descriptor", full)
         check("faces best score first", all(faces[i]["score"] >= faces[i + 1]["score"] for i in range(len(faces) - 1)))
-        st, js = request(base, "/v1/models/faces:predict", {"image": b64})
+        st, js = request(srv, "/v1/models/faces:predict", {"image": b64})
         body, ctype = multipart([("image", "a.jpg", jpg)])
-        st2, mp = request(base, "/v1/models/faces:predict", body, ctype)
+        st2, mp = request(srv, "/v1/models/faces:predict", body, ctype)
         same = st == 200 and st2 == 200 and json.dumps(js["predictions"][0]["faces"]) == json.dumps(faces) and \
             json.dumps(mp["predictions"][0]["faces"]) == json.dumps(faces)
         check("JSON base64 and multipart give the same faces as the raw body", same)
 
-        st, r = request(base, "/v1/models/faces:predict",
+        st, r = request(srv, "/v1/models/faces:predict",
                         {"image": b64, "parameters": {"tasks": ["age_gender"], "max_faces": 1}})
         f = r["predictions"][0]["faces"] if st == 200 else []
         check("tasks [age_gender], max_faces 1: one face with age and gender only",
               len(f) == 1 and set(f[0]) == {"box", "score", "age", "gender"}, json.dumps(f)[:200])
-        st, r = request(base, "/v1/models/faces:predict?detector=tiny_face_detector&tasks=landmarks&score_threshold=0.3",
+        st, r = request(srv, "/v1/models/faces:predict?detector=tiny_face_detector&tasks=landmarks&score_threshold=0.3",
                         jpg, "image/jpeg")
         f = r["predictions"][0]["faces"] if st == 200 else []
         check("query parameters on a raw body: tiny detector, landmarks only",
               st == 200 and len(f) >= 1 and all(set(x) == {"box", "score", "landmarks"} for x in f), json.dumps(r)[:200])
-        st, r = request(base, "/v1/models/faces:predict", phantom, "image/png")
+        st, r = request(srv, "/v1/models/faces:predict", phantom, "image/png")
         check("a chest phantom: 200 with no faces", st == 200 and r["predictions"][0]["faces"] == [], json.dumps(r)[:200])
 
         for params, want in (({"score_threshold": 3}, "score_threshold"), ({"tasks": ["aura"]}, "aura"),
                              ({"detector": "yolo"}, "parameters.detector"), ({"max_faces": 0}, "max_faces")):
-            st, r = request(base, "/v1/models/faces:predict", {"image": b64, "parameters": params})
+            st, r = request(srv, "/v1/models/faces:predict", {"image": b64, "parameters": params})
             check("bad %s -> 400 naming it" % json.dumps(params), st == 400 and want in r.get("error", ""),
                   "%d %s" % (st, r))
-        st, r = request(base, "/v1/models/chexnet-demo:predict", {"image": b64, "parameters": {"tasks": ["landmarks"]}})
+        st, r = request(srv, "/v1/models/chexnet-demo:predict", {"image": b64, "parameters": {"tasks": ["landmarks"]}})
         check("face parameters on a classifier -> 400", st == 400 and "face models only" in r.get("error", ""))
 
-        st, r = request(base, "/v2/models/faces/infer",
+        st, r = request(srv, "/v2/models/faces/infer",
                         {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": [b64, b64]}]})
         outs = {o["name"]: o for o in r.get("outputs", [])}
         docs = [json.loads(d) for d in outs.get("faces", {}).get("data", [])]
         check("v2 infer: a BYTES 'faces' output, one JSON document per image, as v1 (batch of 2: within 1e-3)",
               st == 200 and len(docs) == 2 and all(close(d, faces) for d in docs),
               json.dumps(r)[:300])
-        st, meta = request(base, "/v2/models/faces")
+        st, meta = request(srv, "/v2/models/faces")
         check("v2 metadata lists the 'faces' output", st == 200 and meta["outputs"][0]["name"] == "faces")
 
-        st, v = request(base, "/v1/faces:verify", {"images": [b64, b64]})
+        st, v = request(srv, "/v1/faces:verify", {"images": [b64, b64]})
         check("verify an image against itself: same person, distance ~0",
               st == 200 and v["same_person"] is True and v["distance"] < 1e-4 and v["threshold"] == 0.6, json.dumps(v))
         other = open(photos[1], "rb").read()
         body, ctype = multipart([("image", "a.jpg", jpg), ("image", "b.jpg", other)])
-        st, v = request(base, "/v1/faces:verify", body, ctype)
+        st, v = request(srv, "/v1/faces:verify", body, ctype)
         check("verify two different people (multipart): not the same person, distance %.3f" % v.get("distance", -1),
               st == 200 and v["same_person"] is False and v["distance"] > 0.6, json.dumps(v))
-        st, v = request(base, "/v1/faces:verify", {"images": [b64, base64.b64encode(phantom).decode()]})
+        st, v = request(srv, "/v1/faces:verify", {"images": [b64, base64.b64encode(phantom).decode()]})
         check("verify with no face in image 2 -> 422", st == 422 and "image 2" in v.get("error", ""), json.dumps(v))
-        st, v = request(base, "/v1/faces:verify", {"images": [b64]})
+        st, v = request(srv, "/v1/faces:verify", {"images": [b64]})
         check("verify with one image -> 400", st == 400, json.dumps(v))
-    finally:
-        if proc:
-            proc.terminate()
-            proc.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(0 if failed == 0 else 1)
+    sys.exit(t.finish())
 
 
 if __name__ == "__main__":
