@@ -53,6 +53,8 @@ static const struct route {
     {"POST", "/v1/models/{}:predict", srv_v1_predict, 0},
     {"GET", "/metrics", srv_metrics, 0},
     {"GET", "/openapi.json", srv_openapi, OPEN},
+    {"GET", "/", srv_static, OPEN},
+    {"GET", "/static/{}", srv_static, OPEN},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
