@@ -16,6 +16,11 @@ PACKAGES=(
 # The parity tests compare against PyTorch and torchvision; serving needs neither.
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(python3 python3-torch python3-torchvision python3-numpy python3-pil python3-sklearn)
+  # The clients' tests: jq, Node (Debian's 18 unless there is one), headless Chromium for the
+  # frontend, nginx in front of replicas, YAML for the k8s manifests.
+  PACKAGES+=(jq chromium nginx-light python3-yaml)
+  command -v node >/dev/null || PACKAGES+=(nodejs)
+  command -v npm >/dev/null || PACKAGES+=(npm)
 fi
 
 missing=()
@@ -30,7 +35,19 @@ if [ "${#missing[@]}" -gt 0 ] && [ -z "${SALIENT_SKIP_APT:-}" ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # No package may start a service here (nginx would take port 80): the tests run their own.
+  own_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
+fi
+
+# The browser test drives Chromium with playwright-core (from npm; it downloads no browser).
+if [ "${1:-}" = "--test" ] && [ ! -d clients/web/test/node_modules/playwright-core ] && command -v npm >/dev/null; then
+  echo "setup: npm ci in clients/web/test (playwright-core)"
+  npm ci --prefix clients/web/test --ignore-scripts --no-audit --no-fund >/dev/null
 fi
 
 # Out-of-tree build in build/, so the source tree stays clean.

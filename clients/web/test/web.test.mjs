@@ -1,0 +1,162 @@
+// web.test.mjs: the demo frontend in a real browser (Debian's Chromium, headless, driven by
+// playwright-core) against a live salientd. tests/integration/test_web.sh starts the servers
+// and runs this with:
+//   SALIENT_URL       a salientd with --web-root clients/web serving chexnet-demo (and faces, if any)
+//   SALIENT_KEYED_URL the same with --api-key $SALIENT_TEST_KEY
+//   XRAY              a phantom PNG;  PHOTO  a photograph with FACES faces (optional)
+//   OUT               where screenshots go;  CHROMIUM  the browser (default /usr/bin/chromium)
+// Prints "ok"/"FAIL" lines and "N passed, N failed".
+import { readFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { Client } from '../../js/salient.js';
+
+const env = process.env;
+const url = env.SALIENT_URL;
+const out = env.OUT || '.';
+await mkdir(out, { recursive: true });
+let pass = 0, fail = 0;
+const ok = (n) => { pass++; console.log('ok   ' + n); };
+const bad = (n, why) => { fail++; console.log('FAIL ' + n + ': ' + String(why).slice(0, 500)); };
+const expect = (n, cond, why) => (cond ? ok(n) : bad(n, why));
+const shot = async (page, name) => {
+  const file = path.join(out, name);
+  await page.screenshot({ path: file, fullPage: true });
+  console.log('# screenshot ' + file);
+};
+
+const browser = await chromium.launch({
+  executablePath: env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+});
+const origins = new Set();
+const problems = [];
+async function newPage(base) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  page.on('request', (r) => {
+    const u = r.url();
+    if (!u.startsWith('data:') && !u.startsWith('blob:')) origins.add(new URL(u).origin);
+  });
+  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  page.on('console', (m) => {
+    // The browser logs failed fetches (the error cases below ask for them) as console errors.
+    if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (4\d\d|503)/.test(m.text())) problems.push('console: ' + m.text());
+  });
+  await page.goto(base + '/');
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 30000 });
+  return page;
+}
+const waitDone = (page) => page.waitForSelector('#result[data-state="done"], #result[data-state="error"]', { timeout: 180000 });
+
+try {
+  // ---- an X-ray ----
+  const page = await newPage(url);
+  const options = await page.$$eval('#model option', (os) => os.map((o) => o.textContent));
+  expect('models listed, demo ones marked', options.some((t) => t === 'chexnet-demo  — DEMO'), options);
+  await page.selectOption('#model', 'chexnet-demo');
+  expect('demo banner shown for a demo model', await page.isVisible('#demo-banner') &&
+    /Demo model: DEMO weights trained from scratch on synthetic phantoms/.test(await page.textContent('#demo-banner')), await page.textContent('#demo-banner'));
+  await page.setInputFiles('#file', env.XRAY);
+  await waitDone(page);
+  const state = await page.getAttribute('#result', 'data-state');
+  expect('X-ray analysed', state === 'done', state + ' ' + (await page.textContent('#error')));
+  const labels = await page.$$eval('#labels li', (ls) => ls.map((l) => ({ label: l.dataset.label, score: Number(l.dataset.score), text: l.textContent })));
+  const direct = await new Client({ url }).predict('chexnet-demo', await readFile(env.XRAY));
+  const want = direct.predictions[0].labels;
+  expect('14 findings shown best first, as the API answers', labels.length === 14 &&
+    labels.every((l, i) => l.label === want[i].label && Math.abs(l.score - want[i].score) < 1e-6), JSON.stringify(labels.slice(0, 3)));
+  expect('each finding has a bar and a percentage', labels[0].text === `${want[0].label.replace(/_/g, ' ')}${(100 * want[0].score).toFixed(1)}%`, labels[0].text);
+  const width = await page.$eval('#labels li .fill', (f) => f.style.width);
+  expect('the best bar is as wide as its score', width === (100 * want[0].score).toFixed(1) + '%', width);
+  expect('the answer is flagged as from a demo model', await page.isVisible('#demo-answer'));
+
+  const hasAttention = await page.isVisible('#attention-controls');
+  if (!hasAttention) {
+    console.log('# no attention controls: ' + (await page.textContent('#attention-note')));
+    expect('without attention maps the page says why', await page.isVisible('#attention-note'), 'no note');
+  } else {
+    const src = await page.getAttribute('#overlay', 'src');
+    const of = await page.getAttribute('#overlay', 'data-of');
+    expect('overlay shown: the best finding\'s CAM as a PNG', await page.isVisible('#overlay') && src.startsWith('data:image/png;base64,iVBOR') &&
+      of === 'cam/' + want[0].label, of);
+    const natural = await page.$eval('#overlay', (i) => [i.naturalWidth, i.naturalHeight]);
+    const image = await page.$eval('#image', (i) => [i.naturalWidth, i.naturalHeight]);
+    expect('overlay is the input\'s size', natural.join() === image.join(), natural + ' vs ' + image);
+    await shot(page, 'xray-cam.png');
+    await page.click('#show-layers');
+    const first = await page.getAttribute('#overlay', 'data-of');
+    await page.click('#layer-next');
+    const second = await page.getAttribute('#overlay', 'data-of');
+    const steps = await page.$$eval('#layer-weights button', (bs) => bs.length);
+    expect('layers step shallow to deep', first === 'attention/denseblock1' && second === 'attention/denseblock2' && steps === 4, [first, second, steps]);
+    await page.fill('#layer-range', '3');
+    expect('the slider picks a layer', (await page.getAttribute('#overlay', 'data-of')) === 'attention/denseblock4');
+    await shot(page, 'xray-layer.png');
+    const other = want[2].label;
+    await page.click(`#labels li[data-label="${other}"]`);
+    await page.waitForFunction((o) => document.getElementById('overlay').dataset.of === 'cam/' + o, other, { timeout: 120000 });
+    expect('clicking another finding shows its CAM', true);
+    await page.selectOption('#cam-label', want[0].label);
+    expect('the CAM picker switches back', (await page.getAttribute('#overlay', 'data-of')) === 'cam/' + want[0].label);
+    await page.click('#show-image');
+    expect('"Image only" hides the overlay', !(await page.isVisible('#overlay')));
+  }
+  await shot(page, 'xray.png');
+
+  // ---- a file the server refuses: the error in words ----
+  await page.setInputFiles('#file', { name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('these are not pixels') });
+  await waitDone(page);
+  const err = await page.textContent('#error');
+  expect('a refused file: the error in words with the server\'s reason', await page.isVisible('#error') &&
+    err.includes('This file is not an image the server can read (PNG or JPEG).') && err.includes('not a JPEG or PNG image'), err);
+  await shot(page, 'error.png');
+
+  // ---- a photograph with faces ----
+  const faces = await page.$$eval('#model option', (os) => os.filter((o) => !o.disabled).map((o) => o.value).filter((v) => /face/.test(v)));
+  if (env.PHOTO && faces.length) {
+    await page.selectOption('#model', faces[0]);
+    await page.setInputFiles('#file', env.PHOTO);
+    await waitDone(page);
+    const n = Number(await page.getAttribute('#face-count', 'data-count'));
+    expect(`faces found in the photograph (${n}, want ${env.FACES})`, n === Number(env.FACES), await page.textContent('#error'));
+    const items = await page.$$eval('#faces li', (ls) => ls.map((l) => l.textContent));
+    expect('each face lists age, gender and expression', items.length === n && items.every((t) => /age ≈ \d+/.test(t) && /(male|female)/.test(t)), items[0]);
+    expect('boxes and landmarks drawn over the photo', await page.isVisible('#faces-canvas'));
+    await shot(page, 'photo-faces.png');
+  } else {
+    console.log('# no faces model on this server (or no photo): face checks skipped');
+  }
+  await page.close();
+
+  // ---- a server with an API key ----
+  if (env.SALIENT_KEYED_URL) {
+    const kp = await newPage(env.SALIENT_KEYED_URL);
+    const e401 = await kp.textContent('#error');
+    expect('no key: the page asks for one', e401.includes('This server needs an API key') && (await kp.getAttribute('#key-panel', 'open')) !== null, e401);
+    await shot(kp, 'key-needed.png');
+    await kp.fill('#api-key', 'wrong-key');
+    await kp.click('#key-form button[type="submit"]');
+    await kp.waitForSelector('#error:not([hidden])[data-status="403"]', { timeout: 10000 }).catch(() => null);
+    expect('a wrong key: "not accepted"', (await kp.textContent('#error')).includes('The API key was not accepted.'));
+    await kp.fill('#api-key', env.SALIENT_TEST_KEY);
+    await kp.click('#key-form button[type="submit"]');
+    await kp.waitForFunction(() => !document.getElementById('model').disabled, null, { timeout: 10000 });
+    await kp.setInputFiles('#file', env.XRAY);
+    await waitDone(kp);
+    expect('with the key the X-ray is analysed', (await kp.getAttribute('#result', 'data-state')) === 'done' && (await kp.$$('#labels li')).length > 0,
+      await kp.textContent('#error'));
+    await shot(kp, 'key-accepted.png');
+  }
+
+  const allowed = new Set([new URL(url).origin, env.SALIENT_KEYED_URL && new URL(env.SALIENT_KEYED_URL).origin].filter(Boolean));
+  expect('no request left the server (no CDN, nothing external)', [...origins].every((o) => allowed.has(o)), [...origins].join(' '));
+  expect('no script errors in the page', problems.length === 0, problems.join(' | '));
+} catch (e) {
+  bad('the browser run', e.stack || e);
+} finally {
+  await browser.close();
+}
+console.log(`${pass} passed, ${fail} failed`);
+process.exit(fail ? 1 : 0);
