@@ -117,3 +117,17 @@ int mdl_cnn_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_a
         return -1;
     return mdl_head_forward(&c->head, ctx, act, &pooled, out);
 }
+
+int mdl_cnn_class_weights(const struct mdl_model *m, int k, float *w, float *bias)
+{
+    const struct mdl_cnn *c = m->impl;
+    return mdl_head_class_weights(&c->head, k, w, bias);
+}
+
+int mdl_cnn_head_probs(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
+                       const struct eng_tensor *pooled, float *probs)
+{
+    const struct mdl_cnn *c = m->impl;
+    struct mdl_output out = {.probs = probs};
+    return mdl_head_forward(&c->head, ctx, act, pooled, &out);
+}

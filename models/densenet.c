@@ -367,4 +367,11 @@ static int dn_load(struct mdl_model *m)
     return mdl_cnn_load(m, &dn_spec);
 }
 
-const struct mdl_family mdl_family_densenet = {"densenet", dn_load, mdl_cnn_free, mdl_cnn_forward};
+const struct mdl_family mdl_family_densenet = {
+    .name = "densenet",
+    .load = dn_load,
+    .free = mdl_cnn_free,
+    .forward = mdl_cnn_forward,
+    .class_weights = mdl_cnn_class_weights,
+    .head_probs = mdl_cnn_head_probs,
+};

@@ -13,5 +13,6 @@ models_libmodels_la_SOURCES = \
 	models/densenet.c \
 	models/resnet.c \
 	models/swin.c \
-	models/quadrant_ae.c
+	models/quadrant_ae.c \
+	models/attention.c models/attention.h
 EXTRA_DIST += models/README.md models/export

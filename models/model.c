@@ -53,6 +53,18 @@ static int model_error(const char *name)
 #define PROBE_ACT_BYTES ((size_t)16 << 30)
 #define PROBE_SCRATCH_BYTES ((size_t)4 << 30)
 
+/* The dry run's tap callback: remember each tap's shape, for attention.c's buffer sizes. */
+static void record_tap_shape(void *user, const char *name, const struct eng_tensor *t)
+{
+    struct mdl_model *m = user;
+    for (int i = 0; i < m->ntaps; i++)
+        if (strcmp(m->taps[i], name) == 0 && t->ndim <= 4) {
+            m->tap_ndim[i] = t->ndim;
+            for (int d = 0; d < t->ndim; d++)
+                m->tap_ne[i][d] = t->ne[d];
+        }
+}
+
 /* Run max_batch zero images once and keep the peaks as the runners' arena sizes. */
 static int measure(struct mdl_model *m)
 {
@@ -74,7 +86,7 @@ static int measure(struct mdl_model *m)
         eng_arena_init_reserve(&r.act, "activations", PROBE_ACT_BYTES) < 0)
         goto out;
     struct eng_tensor t = eng_tensor_make("input", x, 4, (int64_t[]){m->max_batch, m->in_h, m->in_w, m->in_c});
-    struct mdl_output o = {logits, m->manifest.nlabels ? probs : NULL, NULL, NULL};
+    struct mdl_output o = {logits, m->manifest.nlabels ? probs : NULL, record_tap_shape, m};
     if (m->family->forward(m, &r.ctx, &r.act, &t, &o) < 0)
         goto out;
     /* Scratch needs grow with threads (one im2col tile each); measure with one thread and
@@ -125,7 +137,7 @@ struct mdl_model *mdl_model_load(const char *dir, const char *name, int max_batc
                   m->pre.out_w, m->pre.channels, (long long)m->in_h, (long long)m->in_w, (long long)m->in_c);
         goto fail_family;
     }
-    if (measure(m) < 0) {
+    if (measure(m) < 0 || mdl_attention_init(m) < 0) {
         model_error(name);
         goto fail_family;
     }

@@ -30,6 +30,7 @@
 #include "engine/arena.h"
 #include "engine/ctx.h"
 #include "engine/tensor.h"
+#include "models/attention.h"
 #include "models/manifest.h"
 #include "models/preprocess.h"
 
@@ -58,6 +59,13 @@ struct mdl_family {
     /* x: [n, in_h, in_w, in_c] preprocessed. Fill out->logits / out->probs where non-NULL. */
     int (*forward)(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act, const struct eng_tensor *x,
                    struct mdl_output *out);
+    /* Optional, for exact class activation maps (attention.h, "linear"): label k's row of the
+     * global-average-pool + linear head into w (features floats) and its bias. */
+    int (*class_weights)(const struct mdl_model *m, int k, float *w, float *bias);
+    /* Optional, for perturbation CAMs (attention.h): the head's probabilities [k, nlabels] for k
+     * rows of pooled features (what the network would pool), activations from act. */
+    int (*head_probs)(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
+                      const struct eng_tensor *pooled, float *probs);
 };
 
 #define MDL_MAX_TAPS 16
@@ -74,6 +82,9 @@ struct mdl_model {
     size_t act_bytes, scratch_bytes; /* per runner, measured at load at max_batch */
     int ntaps;
     char taps[MDL_MAX_TAPS][64];  /* tensors a forward offers, in network order */
+    int tap_ndim[MDL_MAX_TAPS];   /* their shapes at the load-time dry run (max_batch rows) */
+    int64_t tap_ne[MDL_MAX_TAPS][4];
+    struct mdl_attention attn;    /* the manifest's attention maps (attention.h) */
 };
 
 /* The family called name, or NULL. */

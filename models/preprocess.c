@@ -181,6 +181,22 @@ static int plan(const struct mdl_preprocess *p, int width, int height, struct pr
     return 0;
 }
 
+int mdl_preprocess_region(const struct mdl_preprocess *p, int width, int height, double box[4])
+{
+    struct pre_plan q;
+    if (width < 1 || height < 1 || plan(p, width, height, &q) < 0)
+        return -1;
+    /* The network sees out_w x out_h pixels of the resized image starting at (cx, cy); a
+     * resized pixel spans w0 / rw source pixels. */
+    double sx = (double)q.w0 / q.rw, sy = (double)q.h0 / q.rh;
+    int ow = p->crop_w ? p->crop_w : q.rw, oh = p->crop_h ? p->crop_h : q.rh;
+    box[0] = q.x0 + q.cx * sx;
+    box[1] = q.y0 + q.cy * sy;
+    box[2] = ow * sx;
+    box[3] = oh * sy;
+    return 0;
+}
+
 size_t mdl_preprocess_scratch_bytes(const struct mdl_preprocess *p, int width, int height)
 {
     struct pre_plan q;

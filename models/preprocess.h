@@ -57,6 +57,11 @@ int mdl_preprocess_parse(struct mdl_preprocess *p, json_t *obj, const char *orig
 /* Floats of one preprocessed image: out_h * out_w * channels. */
 size_t mdl_preprocess_floats(const struct mdl_preprocess *p);
 
+/* The part of a width x height image the network input shows, as {x, y, w, h} in source pixels
+ * (fractional where a resize maps a crop boundary between pixels): where a map over the
+ * network input belongs on the original image. Returns 0, or -1 if the image is too small. */
+int mdl_preprocess_region(const struct mdl_preprocess *p, int width, int height, double box[4]);
+
 /* Workspace the run needs for an image of w x h, to size ctx->scratch. */
 size_t mdl_preprocess_scratch_bytes(const struct mdl_preprocess *p, int width, int height);
 

@@ -502,6 +502,9 @@ static int run_backbone(const struct qae *q, int b, struct eng_ctx *ctx, struct 
     return 0;
 }
 
+static int qae_head(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
+                    const struct eng_tensor *feat, struct mdl_output *out);
+
 static int qae_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
                        const struct eng_tensor *x, struct mdl_output *out)
 {
@@ -523,8 +526,16 @@ static int qae_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct en
             return -1;
     eng_arena_rewind(act, mark);
     mdl_tap(out, "features", &feat);
+    return qae_head(m, ctx, act, &feat, out);
+}
 
-    struct eng_tensor cur = feat;
+/* Pooled features [n, 4 * quad_features] -> autoencoder encoder -> classifier. */
+static int qae_head(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
+                    const struct eng_tensor *feat, struct mdl_output *out)
+{
+    const struct qae *q = m->impl;
+    int64_t n = feat->ne[0];
+    struct eng_tensor cur = *feat;
     for (int i = 0; i < q->nenc; i++) {
         struct eng_tensor y;
         if (mdl_alloc(act, q->enc[i].name, 2, (int64_t[]){n, q->enc[i].out}, &y) < 0 ||
@@ -563,4 +574,17 @@ static int qae_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct en
     return 0;
 }
 
-const struct mdl_family mdl_family_quadrant_ae = {"quadrant_ae", qae_load, qae_free, qae_forward};
+static int qae_head_probs(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
+                          const struct eng_tensor *pooled, float *probs)
+{
+    struct mdl_output out = {.probs = probs};
+    return qae_head(m, ctx, act, pooled, &out);
+}
+
+const struct mdl_family mdl_family_quadrant_ae = {
+    .name = "quadrant_ae",
+    .load = qae_load,
+    .free = qae_free,
+    .forward = qae_forward,
+    .head_probs = qae_head_probs,
+};

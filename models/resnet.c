@@ -333,4 +333,11 @@ static int rn_load(struct mdl_model *m)
     return mdl_cnn_load(m, &rn_spec);
 }
 
-const struct mdl_family mdl_family_resnet = {"resnet", rn_load, mdl_cnn_free, mdl_cnn_forward};
+const struct mdl_family mdl_family_resnet = {
+    .name = "resnet",
+    .load = rn_load,
+    .free = mdl_cnn_free,
+    .forward = mdl_cnn_forward,
+    .class_weights = mdl_cnn_class_weights,
+    .head_probs = mdl_cnn_head_probs,
+};

@@ -601,6 +601,27 @@ static int sw_head_forward(const struct sw_impl *s, struct eng_ctx *ctx, struct 
     return 0;
 }
 
+/* Label probabilities of n rows of logits. */
+static void sw_probs(const struct sw_impl *s, const float *logits, int64_t n, int64_t nout, float *probs)
+{
+    for (int64_t b = 0; b < n; b++) {
+        const float *l = logits + b * nout;
+        float *p = probs + b * s->nlabels;
+        if (s->head == SW_HEAD_SWINCHEX) {
+            for (int i = 0; i < s->nlabels; i++)
+                p[i] = sw_pair_prob(l[2 * i], l[2 * i + 1]);
+        } else if (s->linear.act == MDL_OUT_SIGMOID) {
+            /* Swin's sigmoid has always been this two-sided form; mdl_head_probs_row's
+             * 1 / (1 + e^-z) differs from it by an ulp or two for about 60% of negative logits, so it
+             * stays until one formula is chosen for every family. */
+            for (int i = 0; i < s->nlabels; i++)
+                p[i] = l[i] >= 0 ? 1.0f / (1.0f + expf(-l[i])) : expf(l[i]) / (1.0f + expf(l[i]));
+        } else {
+            mdl_head_probs_row(&s->linear, l, p);
+        }
+    }
+}
+
 static int sw_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act, const struct eng_tensor *x,
                       struct mdl_output *out)
 {
@@ -641,25 +662,37 @@ static int sw_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct eng
         return -1;
     if (out->logits)
         memcpy(out->logits, logits.data, sizeof(float) * (size_t)(n * m->nout));
-    if (!out->probs)
-        return 0;
-    for (int64_t b = 0; b < n; b++) {
-        const float *l = logits.data + b * m->nout;
-        float *p = out->probs + b * s->nlabels;
-        if (s->head == SW_HEAD_SWINCHEX) {
-            for (int i = 0; i < s->nlabels; i++)
-                p[i] = sw_pair_prob(l[2 * i], l[2 * i + 1]);
-        } else if (s->linear.act == MDL_OUT_SIGMOID) {
-            /* Swin's sigmoid has always been this two-sided form; mdl_head_probs_row's
-             * 1 / (1 + e^-z) differs from it by an ulp or two for about 60% of negative logits, so it
-             * stays until one formula is chosen for every family. */
-            for (int i = 0; i < s->nlabels; i++)
-                p[i] = l[i] >= 0 ? 1.0f / (1.0f + expf(-l[i])) : expf(l[i]) / (1.0f + expf(l[i]));
-        } else {
-            mdl_head_probs_row(&s->linear, l, p);
-        }
-    }
+    if (out->probs)
+        sw_probs(s, logits.data, n, m->nout, out->probs);
     return 0;
 }
 
-const struct mdl_family mdl_family_swin = {"swin", sw_load, sw_free, sw_forward};
+static int sw_class_weights(const struct mdl_model *m, int k, float *w, float *bias)
+{
+    const struct sw_impl *s = m->impl;
+    if (s->head != SW_HEAD_LINEAR)
+        return eng_error("the SwinCheX head is not linear: no exact CAM (use \"cam\": \"perturbation\")");
+    return mdl_head_class_weights(&s->linear, k, w, bias);
+}
+
+/* The head alone on pooled features: perturbation CAMs run it on one row per map cell. */
+static int sw_head_probs(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
+                         const struct eng_tensor *pooled, float *probs)
+{
+    const struct sw_impl *s = m->impl;
+    struct eng_tensor logits;
+    if (mdl_alloc(act, "logits", 2, (int64_t[]){pooled->ne[0], m->nout}, &logits) < 0 ||
+        sw_head_forward(s, ctx, act, pooled, &logits) < 0)
+        return -1;
+    sw_probs(s, logits.data, pooled->ne[0], m->nout, probs);
+    return 0;
+}
+
+const struct mdl_family mdl_family_swin = {
+    .name = "swin",
+    .load = sw_load,
+    .free = sw_free,
+    .forward = sw_forward,
+    .class_weights = sw_class_weights,
+    .head_probs = sw_head_probs,
+};

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "server/attention.h"
 #include "server/base64.h"
 #include "server/infer.h"
 #include "server/multipart.h"
@@ -320,6 +321,8 @@ static void v1_answer(struct srv_infer *inf)
             json_object_set_new(
                 p, "labels",
                 labels_json(m, inf->probs + (size_t)i * (size_t)m->manifest.nlabels, inf->params.top_k));
+        if (inf->att)
+            json_object_set_new(p, "attention", srv_attention_json(inf, i));
         json_object_set(p, "timing_ms", timing);
         json_array_append_new(preds, p);
     }
@@ -370,6 +373,19 @@ void srv_v1_predict(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX])
         }
         if (at)
             json_object_set_new(obj, "attention", json_string(at));
+        const char *lists[2] = {"attention_layers", "cam_labels"};
+        for (int k = 0; k < 2; k++) {
+            const char *v = srv_req_query(q, lists[k]);
+            if (!v)
+                continue;
+            json_t *arr = json_array();
+            for (const char *s = v; *s;) {
+                size_t len = strcspn(s, ",");
+                json_array_append_new(arr, json_stringn(s, len));
+                s += len + (s[len] == ',');
+            }
+            json_object_set_new(obj, lists[k], arr);
+        }
         int rc = srv_params_parse(q, obj, &p);
         json_decref(obj);
         if (rc < 0) {
@@ -381,11 +397,6 @@ void srv_v1_predict(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX])
                         "unsupported Content-Type '%s': send application/json, image/jpeg, image/png or "
                         "multipart/form-data",
                         mt);
-        return;
-    }
-    if (p.attention != SRV_ATTENTION_NONE) {
-        srv_images_free(imgs, n);
-        srv_reply_error(q, 400, "parameters.attention: attention maps are not available yet on this server");
         return;
     }
     srv_infer_start(q, model, imgs, n, &p, v1_answer);

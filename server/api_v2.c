@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine/error.h"
+#include "server/attention.h"
 #include "server/base64.h"
 #include "server/infer.h"
 #include "server/routes.h"
@@ -112,6 +113,8 @@ static void v2_answer(struct srv_infer *inf)
     if (m->manifest.nlabels > 0)
         json_array_append_new(outputs, tensor_json("probs", inf->probs, inf->n, m->manifest.nlabels));
     json_array_append_new(outputs, tensor_json("logits", inf->logits, inf->n, m->nout));
+    if (inf->att)
+        srv_attention_v2_outputs(inf, outputs);
     json_t *body = json_pack("{s:s, s:s, s:{s:b, s:o}, s:o}", "model_name", m->manifest.name, "model_version",
                              m->manifest.version, "parameters", "demo", m->manifest.demo, "timing_ms",
                              srv_infer_timing(inf), "outputs", outputs);
@@ -120,6 +123,13 @@ static void v2_answer(struct srv_infer *inf)
 
 void srv_v2_infer(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX])
 {
+    if (args[1][0]) {
+        /* /versions/{v}/infer: only the version being served may answer, as for metadata. */
+        struct srv_model *sm = model_arg(q, args, true);
+        if (!sm)
+            return;
+        srv_model_release(sm);
+    }
     snprintf(q->model, sizeof q->model, "%s", args[0]);
     json_error_t je;
     json_t *root = json_loadb((const char *)q->body, q->body_len, 0, &je);
@@ -165,10 +175,8 @@ void srv_v2_infer(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX])
     struct srv_params p;
     if (srv_params_parse(q, json_object_get(root, "parameters"), &p) < 0)
         goto fail;
-    if (p.attention != SRV_ATTENTION_NONE) {
-        srv_reply_error(q, 400, "parameters.attention: attention maps are not available yet on this server");
-        goto fail;
-    }
+    /* A v2 tensor holds one label for the whole batch: default to every label's CAM. */
+    p.cam_all = true;
     imgs = calloc(count, sizeof *imgs);
     if (!imgs) {
         srv_reply_error(q, 500, "out of memory");

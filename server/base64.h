@@ -41,7 +41,7 @@
  *
  * On failure returns -1, *out is NULL, *outlen 0, mime "" and err (errlen bytes, always
  * NUL-terminated; may be NULL when errlen is 0) a one-line message for a client, e.g.
- *   "empty base64"                                    (nothing but whitespace, or "data:..,")
+ *   "empty base64"                                    (only whitespace, prefix or not)
  *   "invalid base64 character '%' at offset 17"       (offsets count from text[0])
  *   "invalid base64 character '\x00' at offset 3"     (non-printable bytes as \xNN)
  *   "base64 length is not valid (1 character left over)"

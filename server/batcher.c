@@ -189,7 +189,12 @@ static void run_batch(struct worker *w, struct srv_job *batch, int n)
                 memcpy(j->logits, w->logits + (size_t)off * (size_t)no, (size_t)j->n * (size_t)no * sizeof(float));
         }
         off += j->n;
-        finish(j, rc == 0 ? SRV_JOB_OK : SRV_JOB_FAILED, rc == 0 ? NULL : msg);
+        if (rc == 0 && j->after && j->after(j, &w->runner) < 0) {
+            snprintf(msg, sizeof msg, "%s", eng_errmsg());
+            finish(j, SRV_JOB_FAILED, msg);
+        } else {
+            finish(j, rc == 0 ? SRV_JOB_OK : SRV_JOB_FAILED, rc == 0 ? NULL : msg);
+        }
         j = next;
     }
     w->batch = NULL;

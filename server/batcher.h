@@ -64,6 +64,9 @@ struct srv_job {
     float *probs;           /* n * nlabels, or NULL */
     float *logits;          /* n * nout, or NULL */
     srv_job_tap_fn tap;     /* optional */
+    /* Optional: on the worker after a successful forward (outputs already copied into the job),
+     * with the runner whose arenas are now free; returns 0, or -1 with a message (job fails). */
+    int (*after)(struct srv_job *job, struct mdl_runner *r);
     uint64_t deadline_us;   /* srv_now_us() clock; 0: none */
     void (*done)(struct srv_job *job); /* on a worker thread, exactly once */
     void *user;

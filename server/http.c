@@ -107,6 +107,32 @@ void srv_reply_json(struct srv_req *q, unsigned status, json_t *body)
     srv_reply_text(q, status, "application/json", text, strlen(text));
 }
 
+/* Bytes of the valid UTF-8 character at p (as jansson checks it: no overlong forms, no
+ * surrogates, nothing past U+10FFFF), or 0. */
+static size_t utf8_char_len(const unsigned char *p)
+{
+    size_t n;
+    uint32_t v;
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF)
+        n = 2, v = p[0] & 0x1Fu;
+    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+        n = 3, v = p[0] & 0x0Fu;
+    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+        n = 4, v = p[0] & 0x07u;
+    else
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80) /* also stops at the terminating NUL */
+            return 0;
+        v = v << 6 | (p[i] & 0x3Fu);
+    }
+    if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000) || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+        return 0;
+    return n;
+}
+
 void srv_reply_error(struct srv_req *q, unsigned status, const char *fmt, ...)
 {
     char msg[1024];
@@ -114,6 +140,16 @@ void srv_reply_error(struct srv_req *q, unsigned status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* Messages quote what the client sent (a path, a header, a JSON key), which need not be
+     * UTF-8, and truncation can cut a character: jansson refuses such a string, which made the
+     * answer a 500. Invalid bytes become '?'. */
+    for (unsigned char *p = (unsigned char *)msg; *p;) {
+        size_t n = utf8_char_len(p);
+        if (n == 0)
+            *p++ = '?';
+        else
+            p += n;
+    }
     srv_reply_json(q, status, json_pack("{s:s}", "error", msg));
     if (status == 503 || status == 429)
         q->retry_after = 1;
@@ -157,8 +193,19 @@ static void log_request(const struct srv_req *q)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    /* The path is the client's, %-decoded: control bytes are escaped so that a %0A cannot
+     * end the line and forge the next one. */
+    char url[512];
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)q->url; *p && o + 5 < sizeof url; p++) {
+        if (*p < 0x20 || *p == 0x7f || *p == '\\')
+            o += (size_t)snprintf(url + o, sizeof url - o, "\\x%02x", *p);
+        else
+            url[o++] = (char)*p;
+    }
+    url[o] = '\0';
     /* Never bodies, never image bytes: these are patient images. */
-    fprintf(stderr, "%s %s %s model=%s status=%u %.2fms batch=%d\n", stamp, q->method, q->url,
+    fprintf(stderr, "%s %s %s model=%s status=%u %.2fms batch=%d\n", stamp, q->method, url,
             q->model[0] ? q->model : "-", q->status, (double)(srv_now_us() - q->t0_us) / 1e3, q->batch);
 }
 

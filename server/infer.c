@@ -97,8 +97,32 @@ int srv_params_parse(struct srv_req *q, json_t *obj, struct srv_params *p)
                 srv_reply_error(q, 400, "parameters.attention must be \"none\", \"maps\" or \"png\"");
                 return -1;
             }
+        } else if (strcmp(key, "attention_layers") == 0 || strcmp(key, "cam_labels") == 0) {
+            bool layers = key[0] == 'a';
+            int max = layers ? SRV_MAX_LAYER_SEL : SRV_MAX_CAM_SEL;
+            if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > (size_t)max) {
+                srv_reply_error(q, 400, "parameters.%s must be a list of 1..%d names", key, max);
+                return -1;
+            }
+            size_t i;
+            json_t *e;
+            json_array_foreach(v, i, e)
+            {
+                const char *name = json_string_value(e);
+                size_t cap = layers ? sizeof p->layer_names[0] : sizeof p->cam_names[0];
+                if (!name || strlen(name) >= cap) {
+                    srv_reply_error(q, 400, "parameters.%s[%zu] must be a name (a string)", key, i);
+                    return -1;
+                }
+                memcpy(layers ? p->layer_names[i] : p->cam_names[i], name, strlen(name) + 1);
+            }
+            if (layers)
+                p->nlayer_names = (int)json_array_size(v);
+            else
+                p->ncam_names = (int)json_array_size(v);
         } else {
-            srv_reply_error(q, 400, "unknown parameter '%s' (known: top_k, attention)", key);
+            srv_reply_error(q, 400, "unknown parameter '%s' (known: top_k, attention, attention_layers, cam_labels)",
+                            key);
             return -1;
         }
     }
@@ -121,6 +145,12 @@ json_t *srv_infer_timing(const struct srv_infer *inf)
 
 static void infer_free(struct srv_infer *inf)
 {
+    for (int i = 0; inf->decoded && i < inf->n; i++)
+        srv_image_free(&inf->decoded[i]);
+    free(inf->decoded);
+    free(inf->att);
+    free(inf->att_buf);
+    free(inf->cam_labels);
     srv_images_free(inf->imgs, inf->n);
     free(inf->input);
     free(inf->probs);
@@ -182,8 +212,111 @@ static int prepare_image(struct srv_req *q, struct srv_infer *inf, int i)
         srv_reply_error(q, 400, "%s (%dx%d): %s", in->field, img.width, img.height, eng_errmsg());
     else
         rc = 0;
-    srv_image_free(&img);
+    if (rc == 0 && inf->decoded)
+        inf->decoded[i] = img; /* kept for the overlays */
+    else
+        srv_image_free(&img);
     return rc;
+}
+
+/* Worker: the forward offers a tensor; rows are this job's images. */
+static void attention_tap(struct srv_job *j, const char *name, const struct eng_tensor *t)
+{
+    struct srv_infer *inf = j->user;
+    for (int64_t i = 0; i < t->ne[0]; i++)
+        mdl_attn_tap(inf->m, &inf->att[i], name, t, i);
+}
+
+/* Worker, after the forward: pick default CAM labels from the probabilities, finish the maps. */
+static int attention_after(struct srv_job *j, struct mdl_runner *r)
+{
+    struct srv_infer *inf = j->user;
+    const struct mdl_model *m = inf->m;
+    int nl = m->manifest.nlabels;
+    for (int i = 0; i < inf->n; i++) {
+        if (!inf->params.ncam_names && !inf->params.cam_all && inf->ncams == 1) {
+            const float *pr = inf->probs + (size_t)i * (size_t)nl;
+            int best = 0;
+            for (int k = 1; k < nl; k++)
+                best = pr[k] > pr[best] ? k : best;
+            inf->cam_labels[i] = best;
+        }
+        if (mdl_attn_finish(m, r, &inf->att[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Check the attention parameters against the model and allocate the per-image state.
+ * 0, or -1 having answered 400/500. */
+static int setup_attention(struct srv_req *q, struct srv_infer *inf)
+{
+    const struct mdl_model *m = inf->m;
+    const struct mdl_attention *at = &m->attn;
+    const struct srv_params *p = &inf->params;
+    if (at->nlayers == 0 && at->cam == MDL_CAM_NONE) {
+        srv_reply_error(q, 400, "parameters.attention: model '%s' has no attention maps", m->manifest.name);
+        return -1;
+    }
+    if (p->nlayer_names) {
+        for (int s = 0; s < p->nlayer_names; s++) {
+            int l = 0;
+            while (l < at->nlayers && strcmp(m->taps[at->layer_tap[l]], p->layer_names[s]) != 0)
+                l++;
+            if (l == at->nlayers) {
+                char list[512] = "";
+                for (int k = 0; k < at->nlayers; k++)
+                    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "",
+                             m->taps[at->layer_tap[k]]);
+                srv_reply_error(q, 400, "parameters.attention_layers: '%s' is not a layer of model '%s' (%s)",
+                                p->layer_names[s], m->manifest.name, list[0] ? list : "it has none");
+                return -1;
+            }
+            inf->layers[inf->nlayers++] = l;
+        }
+    } else {
+        for (int l = 0; l < at->nlayers; l++)
+            inf->layers[inf->nlayers++] = l;
+    }
+    int nl = m->manifest.nlabels;
+    if (p->ncam_names && at->cam == MDL_CAM_NONE) {
+        srv_reply_error(q, 400, "parameters.cam_labels: model '%s' has no class activation maps", m->manifest.name);
+        return -1;
+    }
+    inf->ncams = at->cam == MDL_CAM_NONE ? 0 : p->ncam_names ? p->ncam_names : p->cam_all ? nl : 1;
+    inf->att = calloc((size_t)inf->n, sizeof *inf->att);
+    inf->att_buf = calloc((size_t)inf->n * (at->floats ? at->floats : 1), sizeof(float));
+    inf->cam_labels = calloc((size_t)inf->n * (size_t)(inf->ncams ? inf->ncams : 1), sizeof(int));
+    if (p->attention == SRV_ATTENTION_PNG)
+        inf->decoded = calloc((size_t)inf->n, sizeof *inf->decoded);
+    if (!inf->att || !inf->att_buf || !inf->cam_labels || (p->attention == SRV_ATTENTION_PNG && !inf->decoded)) {
+        srv_reply_error(q, 500, "out of memory");
+        return -1;
+    }
+    for (int s = 0; s < p->ncam_names; s++) {
+        int k = 0;
+        while (k < nl && strcmp(m->manifest.labels[k], p->cam_names[s]) != 0)
+            k++;
+        if (k == nl) {
+            srv_reply_error(q, 400, "parameters.cam_labels: '%s' is not a label of model '%s'", p->cam_names[s],
+                            m->manifest.name);
+            return -1;
+        }
+        for (int i = 0; i < inf->n; i++)
+            inf->cam_labels[(size_t)i * (size_t)inf->ncams + (size_t)s] = k;
+    }
+    if (!p->ncam_names && p->cam_all)
+        for (int i = 0; i < inf->n; i++)
+            for (int k = 0; k < nl; k++)
+                inf->cam_labels[(size_t)i * (size_t)nl + (size_t)k] = k;
+    for (int i = 0; i < inf->n; i++)
+        inf->att[i] = (struct mdl_attn_image){
+            .want_layers = inf->nlayers > 0,
+            .labels = inf->cam_labels + (size_t)i * (size_t)inf->ncams,
+            .nlabels = inf->ncams,
+            .buf = inf->att_buf + (size_t)i * at->floats,
+        };
+    return 0;
 }
 
 int srv_infer_start(struct srv_req *q, const char *model, struct srv_image_in *imgs, int n,
@@ -236,6 +369,8 @@ int srv_infer_start(struct srv_req *q, const char *model, struct srv_image_in *i
         srv_reply_error(q, 500, "out of memory");
         return -1;
     }
+    if (p->attention != SRV_ATTENTION_NONE && setup_attention(q, inf) < 0)
+        return -1;
     uint64_t t0 = srv_now_us();
     for (int i = 0; i < n; i++)
         if (prepare_image(q, inf, i) < 0)
@@ -253,6 +388,10 @@ int srv_infer_start(struct srv_req *q, const char *model, struct srv_image_in *i
     j->deadline_us = srv_now_us() + (uint64_t)q->srv->o->request_timeout_ms * 1000u;
     j->done = job_done;
     j->user = inf;
+    if (inf->att) {
+        j->tap = attention_tap;
+        j->after = attention_after;
+    }
     q->resume = resumed;
     /* Park first, then queue: a fast worker's wake must find the connection suspended. */
     srv_req_suspend(q);

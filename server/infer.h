@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "models/attention.h"
 #include "server/batcher.h"
 #include "server/decode_image.h"
 #include "server/registry.h"
@@ -40,10 +41,18 @@ struct srv_image_in {
 
 enum srv_attention { SRV_ATTENTION_NONE, SRV_ATTENTION_MAPS, SRV_ATTENTION_PNG };
 
+#define SRV_MAX_LAYER_SEL 16
+#define SRV_MAX_CAM_SEL 64
+
 /* Request parameters, common to v1 and v2. */
 struct srv_params {
     int top_k;                  /* labels to report, best first; 0: all */
     enum srv_attention attention;
+    int nlayer_names;           /* "attention_layers"; 0: every layer the manifest names */
+    char layer_names[SRV_MAX_LAYER_SEL][64];
+    int ncam_names;             /* "cam_labels"; 0: the default below */
+    char cam_names[SRV_MAX_CAM_SEL][128];
+    bool cam_all;               /* default CAMs: every label (v2) rather than each image's best (v1) */
 };
 
 struct srv_infer {
@@ -57,6 +66,14 @@ struct srv_infer {
     float *probs;               /* n * nlabels */
     float *logits;              /* n * nout */
     uint64_t preprocess_us;
+    /* Attention (params.attention != NONE): per image state and maps, the chosen layers (indices
+     * into m->attn) and CAM labels, and the decoded images for PNG overlays. */
+    struct mdl_attn_image *att;
+    float *att_buf;
+    int nlayers, layers[SRV_MAX_LAYER_SEL];
+    int ncams;                  /* CAMs per image */
+    int *cam_labels;            /* n * ncams label indices */
+    struct srv_image *decoded;  /* n, kept for overlays */
     struct srv_job job;
     void (*answer)(struct srv_infer *inf);
 };

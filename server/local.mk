@@ -12,6 +12,8 @@ server_libserver_la_SOURCES = \
 	server/registry.c server/registry.h \
 	server/batcher.c server/batcher.h \
 	server/infer.c server/infer.h \
+	server/overlay.c server/overlay.h \
+	server/attention.c server/attention.h \
 	server/api_v1.c server/api_v2.c \
 	server/metrics.c \
 	server/openapi.c

@@ -15,6 +15,7 @@
 #include "engine/tensor.h"
 #include "models/manifest.h"
 #include "models/model.h"
+#include "models/attention.h"
 #include "models/preprocess.h"
 #include "server/decode_image.h"
 
@@ -29,7 +30,7 @@
 static const char usage_text[] =
     "usage: salient-run --model DIR [--name NAME] (--input IN.safetensors | --image FILE [--image FILE ...])\n"
     "                   --output OUT.safetensors [--taps NAME,NAME|all] [--threads N] [--max-batch N]\n"
-    "                   [--batch N] [--max-pixels N] [--preprocess-only] [--quiet]\n"
+    "                   [--batch N] [--max-pixels N] [--attention] [--preprocess-only] [--quiet]\n"
     "\n"
     "Run one model of a salient model repository outside the server and write what it computes.\n"
     "\n"
@@ -48,6 +49,10 @@ static const char usage_text[] =
     "                                   N, H, W, C), other tensors in the shape the model offers them\n"
     "                       input       [N, C, H, W]      with --image: the preprocessed images\n"
     "                     and metadata: model, family, version, task, demo, labels (a JSON list)\n"
+    "  --attention        also write the manifest's attention maps, as the server computes them:\n"
+    "                       attention/LAYER [N, H, W]   layer maps, min-max normalised to [0, 1]\n"
+    "                       attention_weight [N, layers] each layer's share (docs/MODELS.md)\n"
+    "                       cam/LABEL   [N, H, W]       class activation map of every label (raw)\n"
     "  --taps LIST        intermediate tensors to write, comma separated, or 'all' (names as the family\n"
     "                     offers them, e.g. denseblock1,denseblock4; an unknown name lists the known ones)\n"
     "  --threads N        engine threads for the network and for preprocessing (default 1)\n"
@@ -74,7 +79,7 @@ struct options {
     int nimages;
     int threads, max_batch, batch;
     size_t max_pixels;
-    bool preprocess_only, quiet;
+    bool preprocess_only, quiet, attention;
 };
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -121,7 +126,7 @@ static long long parse_count(const char *opt, const char *s, long long lo, long 
 
 static void parse_options(int argc, char **argv, struct options *o)
 {
-    enum { OPT_MAX_BATCH = 256, OPT_MAX_PIXELS, OPT_PREPROCESS_ONLY };
+    enum { OPT_MAX_BATCH = 256, OPT_MAX_PIXELS, OPT_PREPROCESS_ONLY, OPT_ATTENTION };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},
         {"name", required_argument, NULL, 'n'},
@@ -134,6 +139,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         {"batch", required_argument, NULL, 'b'},
         {"max-pixels", required_argument, NULL, OPT_MAX_PIXELS},
         {"preprocess-only", no_argument, NULL, OPT_PREPROCESS_ONLY},
+        {"attention", no_argument, NULL, OPT_ATTENTION},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -163,6 +169,7 @@ static void parse_options(int argc, char **argv, struct options *o)
             o->max_pixels = (size_t)parse_count("--max-pixels", optarg, 1, (long long)1 << 40);
             break;
         case OPT_PREPROCESS_ONLY: o->preprocess_only = true; break;
+        case OPT_ATTENTION: o->attention = true; break;
         case 'q': o->quiet = true; break;
         case 'h': fputs(usage_text, stdout); exit(0);
         case ':': usage_error("%s needs a value", argv[optind - 1]);
@@ -374,6 +381,50 @@ static void on_tap(void *user, const char *name, const struct eng_tensor *t)
             memcpy(dst + (size_t)r * inner, eng_tensor_row(t, r), (size_t)inner * sizeof(float));
     }
     o->shape[0] += n;
+}
+
+/* ---- attention maps ---- */
+
+struct run_taps {
+    struct tap_state *taps;   /* --taps, or NULL */
+    const struct mdl_model *m;
+    struct mdl_attn_image *att; /* this batch's images, or NULL */
+};
+
+static void on_any_tap(void *user, const char *name, const struct eng_tensor *t)
+{
+    struct run_taps *rt = user;
+    if (rt->taps)
+        on_tap(rt->taps, name, t);
+    if (rt->att)
+        for (int64_t i = 0; i < t->ne[0]; i++)
+            mdl_attn_tap(rt->m, &rt->att[i], name, t, i);
+}
+
+/* Append image a's maps (finished) to the outputs. */
+static void add_attention(struct outputs *outs, const struct mdl_model *m, const struct mdl_attn_image *a)
+{
+    const struct mdl_attention *at = &m->attn;
+    char full[ENG_NAME_MAX + 8];
+    for (int l = 0; l < at->nlayers; l++) {
+        snprintf(full, sizeof full, "attention/%s", m->taps[at->layer_tap[l]]);
+        struct out_tensor *t = out_get(outs, full);
+        t->ndim = 3, t->shape[1] = at->layer_h[l], t->shape[2] = at->layer_w[l], t->shape[0]++;
+        size_t n = (size_t)at->layer_h[l] * (size_t)at->layer_w[l];
+        memcpy(out_grow(t, n), mdl_attn_layer_map(m, a, l), n * sizeof(float));
+    }
+    if (at->nlayers) {
+        struct out_tensor *t = out_get(outs, "attention_weight");
+        t->ndim = 2, t->shape[1] = at->nlayers, t->shape[0]++;
+        memcpy(out_grow(t, (size_t)at->nlayers), a->weight, (size_t)at->nlayers * sizeof(float));
+    }
+    for (int s = 0; s < a->nlabels; s++) {
+        snprintf(full, sizeof full, "cam/%s", m->manifest.labels[a->labels[s]]);
+        struct out_tensor *t = out_get(outs, full);
+        t->ndim = 3, t->shape[1] = at->cam_h, t->shape[2] = at->cam_w, t->shape[0]++;
+        size_t n = (size_t)at->cam_h * (size_t)at->cam_w;
+        memcpy(out_grow(t, n), mdl_attn_cam(m, a, s), n * sizeof(float));
+    }
 }
 
 /* ---- inputs ---- */
@@ -667,20 +718,47 @@ int main(int argc, char **argv)
         probs->ndim = 2, probs->shape[0] = n_total, probs->shape[1] = nlabels;
         out_grow(probs, (size_t)n_total * (size_t)nlabels);
     }
+    /* --attention: every layer, a CAM for every label (when the model has a CAM). */
+    struct mdl_attn_image *att = NULL;
+    float *att_buf = NULL;
+    int *all_labels = NULL;
+    if (o.attention) {
+        if (m->attn.nlayers == 0 && m->attn.cam == MDL_CAM_NONE)
+            die("model '%s' has no attention maps (its manifest has no \"attention\" block)", name);
+        att = xcalloc((size_t)batch, sizeof *att, "attention state");
+        att_buf = xcalloc((size_t)batch * (m->attn.floats ? m->attn.floats : 1), sizeof(float), "attention maps");
+        all_labels = xcalloc((size_t)(nlabels ? nlabels : 1), sizeof(int), "labels");
+        for (int k = 0; k < nlabels; k++)
+            all_labels[k] = k;
+    }
+    struct run_taps rt = {.taps = o.taps ? &taps : NULL, .m = m, .att = att};
     /* out_get may move the list: look the two up again after every tap has been added. */
     for (int64_t start = 0; start < n_total; start += batch) {
         int n = (int)(n_total - start < batch ? n_total - start : batch);
+        for (int i = 0; att && i < n; i++)
+            att[i] = (struct mdl_attn_image){.want_layers = true,
+                                             .labels = all_labels,
+                                             .nlabels = m->attn.cam != MDL_CAM_NONE ? nlabels : 0,
+                                             .buf = att_buf + (size_t)i * m->attn.floats};
         struct mdl_output mo = {
             .logits = out_get(&outs, "logits")->data + start * m->nout,
             .probs = nlabels ? out_get(&outs, "probs")->data + start * nlabels : NULL,
-            .tap = o.taps ? on_tap : NULL,
-            .tap_user = &taps,
+            .tap = o.taps || att ? on_any_tap : NULL,
+            .tap_user = &rt,
         };
         if (mdl_model_run(m, &r, nhwc + (size_t)start * per, n, &mo) < 0)
             die("%s", eng_errmsg());
         if (taps.error[0])
             die("model '%s': %s", name, taps.error);
+        for (int i = 0; att && i < n; i++) {
+            if (mdl_attn_finish(m, &r, &att[i]) < 0)
+                die("model '%s': attention maps: %s", name, eng_errmsg());
+            add_attention(&outs, m, &att[i]);
+        }
     }
+    free(att);
+    free(att_buf);
+    free(all_labels);
     /* Every tap asked for must have come, once per image. */
     for (int i = 0; i < taps.nwant; i++) {
         char full[ENG_NAME_MAX + 8];

@@ -1,0 +1,148 @@
+/* bench_attention.c: what attention maps cost. For each model folder given, the median time of
+ * a batch forward without maps, with layer maps + each image's best-label CAM (the server's
+ * default for "attention": "maps"), and with every label's CAM; the overhead in percent.
+ * Maps are computed from the forward that runs anyway (taps), so the target is <= 10%.
+ *
+ *   bench/bench_attention [--batch 8] [--runs 15] [--threads 2] MODEL_DIR...
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/error.h"
+#include "models/attention.h"
+#include "models/model.h"
+
+struct tap_ctx {
+    const struct mdl_model *m;
+    struct mdl_attn_image *att;
+};
+
+static void on_tap(void *user, const char *name, const struct eng_tensor *t)
+{
+    struct tap_ctx *c = user;
+    for (int64_t i = 0; i < t->ne[0]; i++)
+        mdl_attn_tap(c->m, &c->att[i], name, t, i);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* mode 0: no maps; 1: layers + 1 CAM per image; 2: layers + every label's CAM. Median ms. */
+static double time_mode(const struct mdl_model *m, struct mdl_runner *r, const float *x, int n, int runs, int mode,
+                        float *probs, float *logits)
+{
+    int nl = m->manifest.nlabels;
+    struct mdl_attn_image *att = calloc((size_t)n, sizeof *att);
+    float *buf = calloc((size_t)n * (m->attn.floats ? m->attn.floats : 1), sizeof(float));
+    int *labels = calloc((size_t)(nl ? nl : 1), sizeof(int));
+    double *t = calloc((size_t)runs, sizeof(double));
+    if (!att || !buf || !labels || !t) {
+        fprintf(stderr, "bench_attention: out of memory\n");
+        exit(1);
+    }
+    for (int k = 0; k < nl; k++)
+        labels[k] = k;
+    struct tap_ctx tc = {m, att};
+    for (int it = -2; it < runs; it++) {
+        for (int i = 0; i < n; i++)
+            att[i] = (struct mdl_attn_image){.want_layers = true,
+                                             .labels = labels,
+                                             .nlabels = m->attn.cam == MDL_CAM_NONE ? 0 : mode == 2 ? nl : 1,
+                                             .buf = buf + (size_t)i * m->attn.floats};
+        struct mdl_output out = {.logits = logits, .probs = probs, .tap = mode ? on_tap : NULL, .tap_user = &tc};
+        double t0 = now_ms();
+        if (mdl_model_run(m, r, x, n, &out) < 0) {
+            fprintf(stderr, "bench_attention: %s\n", eng_errmsg());
+            exit(1);
+        }
+        for (int i = 0; mode && i < n; i++)
+            if (mdl_attn_finish(m, r, &att[i]) < 0) {
+                fprintf(stderr, "bench_attention: %s\n", eng_errmsg());
+                exit(1);
+            }
+        if (it >= 0)
+            t[it] = now_ms() - t0;
+    }
+    qsort(t, (size_t)runs, sizeof(double), cmp_double);
+    double med = t[runs / 2];
+    free(att);
+    free(buf);
+    free(labels);
+    free(t);
+    return med;
+}
+
+int main(int argc, char **argv)
+{
+    int batch = 8, runs = 15, threads = 2;
+    int first = 1;
+    while (first < argc && strncmp(argv[first], "--", 2) == 0 && first + 1 < argc) {
+        int v = atoi(argv[first + 1]);
+        if (strcmp(argv[first], "--batch") == 0)
+            batch = v;
+        else if (strcmp(argv[first], "--runs") == 0)
+            runs = v;
+        else if (strcmp(argv[first], "--threads") == 0)
+            threads = v;
+        else
+            break;
+        first += 2;
+    }
+    if (first >= argc || batch < 1 || runs < 1 || threads < 1) {
+        fprintf(stderr, "usage: bench_attention [--batch N] [--runs N] [--threads N] MODEL_DIR...\n");
+        return 2;
+    }
+    printf("| model | input | batch | no maps (ms) | maps, best-label CAM (ms) | overhead | maps, every label's CAM (ms) | overhead |\n");
+    printf("|---|---|---|---|---|---|---|---|\n");
+    for (int a = first; a < argc; a++) {
+        const char *dir = argv[a];
+        const char *name = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+        struct mdl_model *m = mdl_model_load(dir, name, batch);
+        if (!m) {
+            fprintf(stderr, "bench_attention: %s\n", eng_errmsg());
+            return 1;
+        }
+        struct mdl_runner r;
+        if (mdl_runner_init(&r, m, threads) < 0) {
+            fprintf(stderr, "bench_attention: %s\n", eng_errmsg());
+            return 1;
+        }
+        size_t per = (size_t)(m->in_h * m->in_w * m->in_c);
+        float *x = malloc((size_t)batch * per * sizeof(float));
+        float *probs = malloc((size_t)batch * (size_t)(m->manifest.nlabels + 1) * sizeof(float));
+        float *logits = malloc((size_t)batch * (size_t)(m->nout + 1) * sizeof(float));
+        if (!x || !probs || !logits)
+            return 1;
+        unsigned s = 12345;
+        for (size_t i = 0; i < (size_t)batch * per; i++) {
+            s = s * 1103515245u + 12345u;
+            x[i] = (float)((s >> 8) & 0xffff) / 65535.0f * 2.0f - 1.0f;
+        }
+        double t0 = time_mode(m, &r, x, batch, runs, 0, probs, logits);
+        double t1 = time_mode(m, &r, x, batch, runs, 1, probs, logits);
+        double t2 = time_mode(m, &r, x, batch, runs, 2, probs, logits);
+        printf("| %s | %lldx%lld | %d | %.2f | %.2f | %+.1f%% | %.2f | %+.1f%% |\n", name, (long long)m->in_h,
+               (long long)m->in_w, batch, t0, t1, 100.0 * (t1 / t0 - 1.0), t2, 100.0 * (t2 / t0 - 1.0));
+        fflush(stdout);
+        free(x);
+        free(probs);
+        free(logits);
+        mdl_runner_free(&r);
+        mdl_model_free(m);
+    }
+    return 0;
+}

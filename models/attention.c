@@ -1,0 +1,350 @@
+/* attention.c: layer maps and class activation maps from the forward's taps (attention.h). */
+#include "config.h"
+#include "models/attention.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/error.h"
+#include "models/model.h"
+
+static int find_tap(const struct mdl_model *m, const char *name)
+{
+    for (int i = 0; i < m->ntaps; i++)
+        if (strcmp(m->taps[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* The grid of tap i: [n, h, w, c] maps, or [n, L, C] tokens of a square grid. */
+static int tap_grid(const struct mdl_model *m, int i, int *h, int *w, int64_t *c)
+{
+    if (m->tap_ndim[i] == 4) {
+        *h = (int)m->tap_ne[i][1];
+        *w = (int)m->tap_ne[i][2];
+        *c = m->tap_ne[i][3];
+        return 0;
+    }
+    if (m->tap_ndim[i] == 3) {
+        int g = (int)lround(sqrt((double)m->tap_ne[i][1]));
+        if ((int64_t)g * g == m->tap_ne[i][1]) {
+            *h = *w = g;
+            *c = m->tap_ne[i][2];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int tap_error(const struct mdl_model *m, const char *field, const char *name, const char *why)
+{
+    char list[512] = "";
+    for (int i = 0; i < m->ntaps; i++) {
+        size_t l = strlen(list);
+        snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", m->taps[i]);
+    }
+    return eng_error("manifest attention.%s: '%s' %s (taps: %s)", field, name, why, list);
+}
+
+int mdl_attention_init(struct mdl_model *m)
+{
+    struct mdl_attention *a = &m->attn;
+    memset(a, 0, sizeof *a);
+    json_t *obj = json_object_get(m->manifest.json, "attention");
+    if (!obj)
+        return 0;
+    if (!json_is_object(obj))
+        return eng_error("manifest 'attention' must be an object");
+    size_t off = 0;
+    json_t *layers = json_object_get(obj, "layers");
+    if (layers && !json_is_array(layers))
+        return eng_error("manifest attention.layers must be a list of tap names");
+    size_t i;
+    json_t *v;
+    json_array_foreach(layers, i, v)
+    {
+        const char *name = json_string_value(v);
+        int t = name ? find_tap(m, name) : -1;
+        int64_t c;
+        if (!name)
+            return eng_error("manifest attention.layers[%zu] must be a string", i);
+        if (t < 0)
+            return tap_error(m, "layers", name, "is not a tap of this model");
+        if (a->nlayers == MDL_ATTN_MAX_LAYERS)
+            return eng_error("manifest attention.layers: more than %d", MDL_ATTN_MAX_LAYERS);
+        int l = a->nlayers++;
+        if (tap_grid(m, t, &a->layer_h[l], &a->layer_w[l], &c) < 0)
+            return tap_error(m, "layers", name, "is not a spatial map");
+        a->layer_tap[l] = t;
+        a->layer_off[l] = off;
+        off += (size_t)a->layer_h[l] * (size_t)a->layer_w[l];
+    }
+
+    const char *cam = json_string_value(json_object_get(obj, "cam"));
+    if (!cam || strcmp(cam, "none") == 0)
+        a->cam = MDL_CAM_NONE;
+    else if (strcmp(cam, "linear") == 0)
+        a->cam = MDL_CAM_LINEAR;
+    else if (strcmp(cam, "perturbation") == 0)
+        a->cam = MDL_CAM_PERTURBATION;
+    else
+        return eng_error("manifest attention.cam must be \"linear\", \"perturbation\" or \"none\", got '%s'", cam);
+    if (a->cam != MDL_CAM_NONE && m->manifest.nlabels == 0)
+        return eng_error("manifest attention.cam needs labels");
+    if (a->cam == MDL_CAM_LINEAR && !m->family->class_weights)
+        return eng_error("manifest attention.cam \"linear\": family %s has no linear head", m->family->name);
+    if (a->cam == MDL_CAM_PERTURBATION && !m->family->head_probs)
+        return eng_error("manifest attention.cam \"perturbation\": family %s cannot run its head alone",
+                         m->family->name);
+
+    /* The CAM's source maps: "features" (a tap name or a list), else the "features" tap if it
+     * is a map, else the layers (quadrant_ae: its stitched backbone maps). */
+    const char *pool = json_string_value(json_object_get(obj, "cam_pool"));
+    a->quadrant_pool = pool ? strcmp(pool, "quadrants") == 0 : strcmp(m->family->name, "quadrant_ae") == 0;
+    if (pool && !a->quadrant_pool && strcmp(pool, "global") != 0)
+        return eng_error("manifest attention.cam_pool must be \"global\" or \"quadrants\", got '%s'", pool);
+    if (a->cam != MDL_CAM_NONE) {
+        const char *names[MDL_ATTN_MAX_SOURCES];
+        int nnames = 0;
+        json_t *f = json_object_get(obj, "features");
+        int ft = find_tap(m, "features");
+        int h, w;
+        int64_t c;
+        if (json_is_string(f)) {
+            names[nnames++] = json_string_value(f);
+        } else if (json_is_array(f)) {
+            json_array_foreach(f, i, v)
+            {
+                if (!json_is_string(v) || nnames == MDL_ATTN_MAX_SOURCES)
+                    return eng_error("manifest attention.features must be tap names (at most %d)",
+                                     MDL_ATTN_MAX_SOURCES);
+                names[nnames++] = json_string_value(v);
+            }
+        } else if (ft >= 0 && tap_grid(m, ft, &h, &w, &c) == 0) {
+            names[nnames++] = "features";
+        } else {
+            /* quadrant_ae: its stitched backbone maps. Backbones whose maps have different grids
+             * cannot be perturbed cell by cell together: no CAM then (the layer maps stay). */
+            for (int l = 0; l < a->nlayers && nnames < MDL_ATTN_MAX_SOURCES; l++) {
+                if (a->layer_h[l] != a->layer_h[0] || a->layer_w[l] != a->layer_w[0]) {
+                    a->cam = MDL_CAM_NONE;
+                    nnames = 0;
+                    break;
+                }
+                names[nnames++] = m->taps[a->layer_tap[l]];
+            }
+            if (a->cam == MDL_CAM_NONE) {
+                a->floats = off;
+                return 0;
+            }
+        }
+        if (nnames == 0)
+            return eng_error("manifest attention: a CAM needs \"features\" (the last feature map)");
+        if (a->cam == MDL_CAM_LINEAR && nnames != 1)
+            return eng_error("manifest attention.cam \"linear\" takes one feature map");
+        for (int s = 0; s < nnames; s++) {
+            int t = find_tap(m, names[s]);
+            if (t < 0)
+                return tap_error(m, "features", names[s], "is not a tap of this model");
+            if (tap_grid(m, t, &h, &w, &c) < 0)
+                return tap_error(m, "features", names[s], "is not a spatial map");
+            if (s > 0 && (h != a->cam_h || w != a->cam_w))
+                return tap_error(m, "features", names[s], "has another grid than the first source");
+            if (a->quadrant_pool && (h % 2 || w % 2))
+                return tap_error(m, "features", names[s], "has an odd grid; quadrant pooling needs even");
+            a->cam_h = h;
+            a->cam_w = w;
+            a->source_tap[s] = t;
+            a->source_c[s] = c;
+            a->source_off[s] = off;
+            off += (size_t)h * (size_t)w * (size_t)c;
+        }
+        a->nsources = nnames;
+        a->max_cams = m->manifest.nlabels;
+        a->cams_off = off;
+        off += (size_t)a->max_cams * (size_t)a->cam_h * (size_t)a->cam_w;
+    }
+    a->floats = off;
+    return 0;
+}
+
+/* Pointer to element (y, x, 0) of row r of t, a tap whose grid is w wide. */
+static const float *cell(const struct eng_tensor *t, int64_t r, int y, int x, int w)
+{
+    const char *base = (const char *)t->data + (size_t)r * t->nb[0];
+    if (t->ndim == 4)
+        return (const float *)(base + (size_t)y * t->nb[1] + (size_t)x * t->nb[2]);
+    return (const float *)(base + (size_t)(y * w + x) * t->nb[1]);
+}
+
+void mdl_attn_tap(const struct mdl_model *m, struct mdl_attn_image *a, const char *name, const struct eng_tensor *t,
+                  int64_t r)
+{
+    const struct mdl_attention *at = &m->attn;
+    int ti = find_tap(m, name);
+    if (ti < 0 || !a->buf)
+        return;
+    int64_t C = t->ne[t->ndim - 1];
+    size_t cstride = t->nb[t->ndim - 1] / sizeof(float);
+    if (a->want_layers)
+        for (int l = 0; l < at->nlayers; l++) {
+            if (at->layer_tap[l] != ti)
+                continue;
+            float *map = a->buf + at->layer_off[l];
+            for (int y = 0; y < at->layer_h[l]; y++)
+                for (int x = 0; x < at->layer_w[l]; x++) {
+                    const float *p = cell(t, r, y, x, at->layer_w[l]);
+                    double s = 0;
+                    for (int64_t c = 0; c < C; c++)
+                        s += (double)p[c * (int64_t)cstride] * p[c * (int64_t)cstride];
+                    map[y * at->layer_w[l] + x] = (float)(s / (double)C);
+                }
+        }
+    if (a->nlabels > 0)
+        for (int s = 0; s < at->nsources; s++) {
+            if (at->source_tap[s] != ti)
+                continue;
+            float *dst = a->buf + at->source_off[s];
+            for (int y = 0; y < at->cam_h; y++)
+                for (int x = 0; x < at->cam_w; x++) {
+                    const float *p = cell(t, r, y, x, at->cam_w);
+                    for (int64_t c = 0; c < C; c++)
+                        *dst++ = p[c * (int64_t)cstride];
+                }
+        }
+}
+
+static void finish_layers(const struct mdl_attention *at, struct mdl_attn_image *a)
+{
+    double total = 0;
+    for (int l = 0; l < at->nlayers; l++) {
+        float *map = a->buf + at->layer_off[l];
+        size_t n = (size_t)at->layer_h[l] * (size_t)at->layer_w[l];
+        float lo = map[0], hi = map[0];
+        double sum = 0;
+        for (size_t i = 0; i < n; i++) {
+            lo = map[i] < lo ? map[i] : lo;
+            hi = map[i] > hi ? map[i] : hi;
+            sum += map[i];
+        }
+        double mean = sum / (double)n;
+        a->weight[l] = mean > 0 ? (float)(hi / mean - 1.0) : 0.0f;
+        total += a->weight[l];
+        float range = hi - lo;
+        for (size_t i = 0; i < n; i++)
+            map[i] = range > 0 ? (map[i] - lo) / range : 0.0f;
+    }
+    for (int l = 0; l < at->nlayers; l++)
+        a->weight[l] = total > 0 ? (float)(a->weight[l] / total) : 1.0f / (float)at->nlayers;
+}
+
+static int cam_linear(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a)
+{
+    const struct mdl_attention *at = &m->attn;
+    int64_t C = at->source_c[0];
+    const float *src = a->buf + at->source_off[0];
+    float *w = eng_arena_floats(&r->act, (size_t)C);
+    if (!w)
+        return -1;
+    int cells = at->cam_h * at->cam_w;
+    for (int s = 0; s < a->nlabels; s++) {
+        float b = 0;
+        if (m->family->class_weights(m, a->labels[s], w, &b) < 0)
+            return -1;
+        float *cam = a->buf + at->cams_off + (size_t)s * (size_t)cells;
+        for (int i = 0; i < cells; i++) {
+            const float *f = src + (size_t)i * (size_t)C;
+            double acc = b;
+            for (int64_t c = 0; c < C; c++)
+                acc += (double)w[c] * f[c];
+            cam[i] = (float)acc;
+        }
+    }
+    return 0;
+}
+
+static float taper(int d)
+{
+    return d == 0 ? 1.0f : d == 1 ? 0.5f : 0.0f;
+}
+
+static int cam_perturbation(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a)
+{
+    const struct mdl_attention *at = &m->attn;
+    int h = at->cam_h, w = at->cam_w, cells = h * w;
+    int64_t per_quadrant = 0;
+    for (int s = 0; s < at->nsources; s++)
+        per_quadrant += at->source_c[s];
+    int64_t F = at->quadrant_pool ? 4 * per_quadrant : per_quadrant;
+    struct eng_tensor pooled;
+    float *probs;
+    float *pd = eng_arena_floats(&r->act, (size_t)cells * (size_t)F);
+    probs = eng_arena_floats(&r->act, (size_t)cells * (size_t)m->manifest.nlabels);
+    if (!pd || !probs)
+        return -1;
+    pooled = eng_tensor_make("perturbed features", pd, 2, (int64_t[]){cells, F});
+    memset(pd, 0, sizeof(float) * (size_t)cells * (size_t)F);
+    int qh = at->quadrant_pool ? h / 2 : h, qw = at->quadrant_pool ? w / 2 : w;
+    float inv = 1.0f / (float)(qh * qw);
+    for (int cy = 0; cy < h; cy++)
+        for (int cx = 0; cx < w; cx++) {
+            float *row = pd + (size_t)(cy * w + cx) * (size_t)F;
+            /* Only the 3x3 neighbourhood has non-zero weight. */
+            for (int y = cy - 1; y <= cy + 1; y++)
+                for (int x = cx - 1; x <= cx + 1; x++) {
+                    if (y < 0 || y >= h || x < 0 || x >= w)
+                        continue;
+                    float k = taper(y > cy ? y - cy : cy - y) * taper(x > cx ? x - cx : cx - x) * inv;
+                    int quad = at->quadrant_pool ? (y >= qh) * 2 + (x >= qw) : 0;
+                    int64_t off = quad * per_quadrant;
+                    for (int s = 0; s < at->nsources; s++) {
+                        int64_t C = at->source_c[s];
+                        const float *f = a->buf + at->source_off[s] + (size_t)(y * w + x) * (size_t)C;
+                        float *dst = row + off;
+                        for (int64_t c = 0; c < C; c++)
+                            dst[c] += k * f[c];
+                        off += C;
+                    }
+                }
+        }
+    if (m->family->head_probs(m, &r->ctx, &r->act, &pooled, probs) < 0)
+        return -1;
+    int nl = m->manifest.nlabels;
+    for (int s = 0; s < a->nlabels; s++) {
+        float *cam = a->buf + at->cams_off + (size_t)s * (size_t)cells;
+        for (int i = 0; i < cells; i++)
+            cam[i] = probs[(size_t)i * (size_t)nl + (size_t)a->labels[s]];
+    }
+    return 0;
+}
+
+int mdl_attn_finish(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a)
+{
+    const struct mdl_attention *at = &m->attn;
+    if (!a->buf)
+        return 0;
+    if (a->want_layers)
+        finish_layers(at, a);
+    if (a->nlabels <= 0 || at->cam == MDL_CAM_NONE)
+        return 0;
+    if (a->nlabels > at->max_cams)
+        return eng_error("%d CAMs asked for, at most %d", a->nlabels, at->max_cams);
+    for (int s = 0; s < a->nlabels; s++)
+        if (a->labels[s] < 0 || a->labels[s] >= m->manifest.nlabels)
+            return eng_error("CAM label %d out of range", a->labels[s]);
+    /* The forward is over: its activations are dead, so the arenas are free to use. */
+    eng_arena_reset(&r->act);
+    eng_arena_reset(&r->ctx.scratch);
+    return at->cam == MDL_CAM_LINEAR ? cam_linear(m, r, a) : cam_perturbation(m, r, a);
+}
+
+const float *mdl_attn_layer_map(const struct mdl_model *m, const struct mdl_attn_image *a, int l)
+{
+    return a->buf + m->attn.layer_off[l];
+}
+
+const float *mdl_attn_cam(const struct mdl_model *m, const struct mdl_attn_image *a, int s)
+{
+    return a->buf + m->attn.cams_off + (size_t)s * (size_t)m->attn.cam_h * (size_t)m->attn.cam_w;
+}

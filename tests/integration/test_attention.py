@@ -1,0 +1,209 @@
+#!/usr/bin/python3
+"""test_attention: attention maps over HTTP, against a real salientd on a loopback port.
+
+- v1 "attention": "maps": every manifest layer with its grid, weights summing to 1, maps in
+  [0, 1]; the best label's CAM by default; attention_layers / cam_labels select; bad names 400.
+- The server's maps equal salient-run --attention's for the same image (same code, and the
+  batcher hands each request its own rows: a 3-image request and three 1-image requests agree).
+- "png": one overlay per map, a PNG of the input's size that differs from the input only where
+  the map is non-zero (the centre of the map's zero cell keeps the input's pixel exactly).
+- v2 infer with "attention": "maps": attention/<layer> and cam/<label> FP32 outputs [n, h, w].
+Standard library + PIL (python3-pil) only.
+"""
+import base64
+import io
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+from PIL import Image
+
+SRCDIR = os.environ.get("SALIENT_SRCDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+SALIENTD = os.environ.get("SALIENTD", os.path.join(SRCDIR, "build", "server", "salientd"))
+RUN = os.environ.get("SALIENT_RUN", os.path.join(SRCDIR, "build", "tools", "salient-run"))
+sys.path.insert(0, os.path.join(SRCDIR, "models", "export"))
+import phantoms  # noqa: E402
+
+passed = failed = 0
+
+
+def check(what, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print("ok   " + what, flush=True)
+    else:
+        failed += 1
+        print("FAIL " + what + (": " + detail if detail else ""), flush=True)
+
+
+def post(base, path, body, ctype="application/json"):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, headers={"Content-Type": ctype}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    header.pop("__metadata__", None)
+    out = {}
+    for name, h in header.items():
+        b, e = h["data_offsets"]
+        vals = struct.unpack("<%df" % ((e - b) // 4), data[b:e])
+        out[name] = (h["shape"], list(vals))
+    return out
+
+
+def maxdiff(a, b):
+    return max(abs(x - y) for x, y in zip(a, b)) if len(a) == len(b) else float("inf")
+
+
+def start(repo, tmp):
+    log = open(os.path.join(tmp, "salientd.log"), "w+")
+    p = subprocess.Popen([SALIENTD, "--model-repo", repo, "--port", "0", "--host", "127.0.0.1"], stderr=log)
+    for _ in range(1200):
+        log.seek(0)
+        for line in log.read().splitlines():
+            if "listening on http://127.0.0.1:" in line:
+                return p, "http://127.0.0.1:%s" % line.split(":")[-1].split()[0]
+        if p.poll() is not None:
+            break
+        time.sleep(0.05)
+    p.kill()
+    log.seek(0)
+    sys.exit("salientd did not start:\n" + log.read())
+
+
+def main():
+    tmp = tempfile.mkdtemp()
+    proc = None
+    try:
+        repo = os.path.join(tmp, "repo")
+        os.makedirs(repo)
+        for m in ("chexnet-demo", "quadrant-demo"):
+            shutil.copytree(os.path.join(SRCDIR, "models", "repo", m), os.path.join(repo, m))
+        imgs, recs = phantoms.generate(3, seed=77, size=256)
+        paths = []
+        for i, im in enumerate(imgs):
+            p = os.path.join(tmp, "ph%d.png" % i)
+            Image.fromarray(im).save(p)
+            paths.append(p)
+        b64 = [base64.b64encode(open(p, "rb").read()).decode() for p in paths]
+        man = json.load(open(os.path.join(repo, "chexnet-demo", "manifest.json")))
+        layers = man["attention"]["layers"]
+        proc, base = start(repo, tmp)
+
+        # v1 maps, defaults
+        st, r = post(base, "/v1/models/chexnet-demo:predict", {"image": b64[0], "parameters": {"attention": "maps"}})
+        check("v1 maps: 200", st == 200, json.dumps(r)[:300])
+        pred = r["predictions"][0]
+        att = pred.get("attention", {})
+        got_layers = [l["name"] for l in att.get("layers", [])]
+        check("v1 maps: every manifest layer, in order", got_layers == layers, str(got_layers))
+        ok_maps = all(len(l["map"]) == l["grid"][0] * l["grid"][1] and all(0 <= v <= 1 for v in l["map"])
+                      for l in att.get("layers", []))
+        check("v1 maps: maps sized by their grid, values in [0, 1]", ok_maps)
+        wsum = sum(l["weight"] for l in att.get("layers", []))
+        check("v1 maps: layer weights sum to 1", abs(wsum - 1) < 1e-4, "%.6f" % wsum)
+        cams = att.get("cam", [])
+        check("v1 maps: one CAM by default, for the best label",
+              len(cams) == 1 and cams[0]["label"] == pred["labels"][0]["label"], json.dumps(cams)[:200])
+        check("v1 maps: CAM range is [min, max] of the raw map",
+              len(cams) == 1 and cams[0]["range"][0] <= cams[0]["range"][1] and min(cams[0]["map"]) == 0.0)
+
+        # the same maps as salient-run --attention
+        out = os.path.join(tmp, "run.safetensors")
+        subprocess.run([RUN, "--model", os.path.join(repo, "chexnet-demo"), "--image", paths[0], "--output", out,
+                        "--attention", "--quiet"], check=True)
+        ref = read_safetensors(out)
+        worst = 0.0
+        for l in att.get("layers", []):
+            worst = max(worst, maxdiff(l["map"], ref["attention/" + l["name"]][1]))
+        for c in cams:
+            lo, hi = c["range"]
+            raw = [lo + v * (hi - lo) for v in c["map"]]
+            worst = max(worst, maxdiff(raw, ref["cam/" + c["label"]][1]) / max(1e-6, abs(hi - lo)))
+        check("server maps equal salient-run --attention (worst %.2e)" % worst, worst < 1e-5)
+
+        # selection and a batch of three
+        sel = {"attention": "maps", "attention_layers": ["denseblock4", "denseblock2"], "cam_labels": ["Mass", "Nodule"]}
+        st, r3 = post(base, "/v1/models/chexnet-demo:predict",
+                      {"instances": [{"image": b} for b in b64], "parameters": sel})
+        check("v1 selected maps, 3 images: 200", st == 200, json.dumps(r3)[:300])
+        a3 = [p["attention"] for p in r3.get("predictions", [])]
+        check("attention_layers picks layers in the order asked",
+              all([l["name"] for l in a["layers"]] == ["denseblock4", "denseblock2"] for a in a3))
+        check("cam_labels picks CAMs in the order asked", all([c["label"] for c in a["cam"]] == ["Mass", "Nodule"] for a in a3))
+        same = True
+        for i in range(3):
+            st1, r1 = post(base, "/v1/models/chexnet-demo:predict", {"image": b64[i], "parameters": sel})
+            a1 = r1["predictions"][0]["attention"]
+            for x, y in zip(a1["layers"] + a1["cam"], a3[i]["layers"] + a3[i]["cam"]):
+                same &= maxdiff(x["map"], y["map"]) < 1e-5
+        check("each image of a 3-image request has the maps it has alone", same)
+
+        for params, want in (({"attention": "maps", "attention_layers": ["nope"]}, "is not a layer of model"),
+                             ({"attention": "maps", "cam_labels": ["Flu"]}, "is not a label of model"),
+                             ({"attention": "maps", "cam_labels": "Mass"}, "must be a list"),
+                             ({"attention": "heat"}, "must be \"none\", \"maps\" or \"png\"")):
+            st, r = post(base, "/v1/models/chexnet-demo:predict", {"image": b64[0], "parameters": params})
+            check("bad attention parameter %s -> 400 '%s'" % (json.dumps(params), want),
+                  st == 400 and want in r.get("error", ""), "%d %s" % (st, r))
+
+        # png overlays, raw body with query parameters
+        body = open(paths[1], "rb").read()
+        st, r = post(base, "/v1/models/quadrant-demo:predict?attention=png", body, "image/png")
+        check("png overlays: 200", st == 200, json.dumps(r)[:300])
+        a = r["predictions"][0]["attention"]
+        ovs = a.get("overlays", [])
+        check("png: one overlay per map", [o["of"] for o in ovs] ==
+              ["attention/" + l["name"] for l in a["layers"]] + ["cam/" + c["label"] for c in a["cam"]],
+              str([o["of"] for o in ovs]))
+        src = Image.open(paths[1]).convert("RGB")
+        for o, m in zip(ovs, a["layers"] + a["cam"]):
+            im = Image.open(io.BytesIO(base64.b64decode(o["png"])))
+            check("png %s: decodes as RGB at the input's size" % o["of"], im.size == src.size and im.mode == "RGB")
+            gh, gw = m["grid"]
+            z = m["map"].index(0.0)
+            cx = int((z % gw + 0.5) * src.size[0] / gw)
+            cy = int((z // gw + 0.5) * src.size[1] / gh)
+            diff = sum(1 for p, q in zip(im.getdata(), src.getdata()) if p != q) / (src.size[0] * src.size[1])
+            check("png %s: the zero cell's centre keeps the input pixel; %.0f%% of pixels tinted" % (o["of"], 100 * diff),
+                  im.getpixel((cx, cy)) == src.getpixel((cx, cy)) and diff > 0.3)
+
+        # v2
+        st, r = post(base, "/v2/models/chexnet-demo/infer",
+                     {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": b64[:2]}],
+                      "parameters": {"attention": "maps"}})
+        names = {o["name"]: o for o in r.get("outputs", [])}
+        check("v2 maps: 200", st == 200, json.dumps(r)[:300])
+        check("v2: attention/<layer> [2, h, w] for every layer",
+              all("attention/" + l in names and names["attention/" + l]["shape"][0] == 2 for l in layers))
+        check("v2: cam/<label> [2, h, w] for every label",
+              all("cam/" + l in names and len(names["cam/" + l]["data"]) == 2 * names["cam/" + l]["shape"][1] *
+                  names["cam/" + l]["shape"][2] for l in man["labels"]))
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(0 if failed == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
