@@ -255,6 +255,8 @@ def _predict_files(client, args, out):
     cam = args.cam_labels.split(",") if args.cam_labels else None
     layers = args.layers.split(",") if args.layers else None
     progress = _Progress(len(files), args.quiet)
+    # Overlay files are named after the image's path below the folder all images share.
+    common = os.path.dirname(files[0]) if len(files) == 1 else os.path.commonpath([os.path.abspath(f) for f in files])
 
     def one(path):
         try:
@@ -269,7 +271,7 @@ def _predict_files(client, args, out):
                 "demo": answer.get("demo", False)}
         line.update(pred)
         if args.overlays and pred.get("attention", {}).get("overlays") is not None:
-            stem = os.path.splitext(os.path.relpath(path))[0].replace(os.sep, "_")
+            stem = os.path.splitext(os.path.relpath(os.path.abspath(path), os.path.abspath(common)))[0].replace(os.sep, "_")
             line["attention"] = dict(pred["attention"])
             line["attention"]["overlays"] = save_overlays(pred, args.overlays, stem)
         return line
