@@ -49,16 +49,6 @@ def run_cli(argv):
     return rc, out.getvalue(), err.getvalue()
 
 
-def attention_available(c, image):
-    try:
-        c.predict("quadrant-demo", image, attention="maps")
-        return True
-    except SalientError as e:
-        if e.status == 400 and ("not available yet" in e.message or "unknown parameter" in e.message):
-            return False
-        raise
-
-
 def run(phantoms, out_dir):
     url = os.environ["SALIENT_URL"]
     c = Client(url)
@@ -128,22 +118,20 @@ def run(phantoms, out_dir):
     rc, out, err = run_cli(["--url", url, "predict", "no-such-model", xray[0], "--quiet"])
     check("CLI predict unknown model: exit 1, error line", rc == 1 and json.loads(out)["status"] == 404, out)
 
-    # Overlays (once the server has attention maps).
-    if attention_available(c, raw):
-        ov = os.path.join(out_dir, "overlays")
-        rc, out, err = run_cli(["--url", url, "predict", "quadrant-demo", xray[0], "--overlays", ov,
-                                "--cam-labels", "Normal,COVID-19", "--quiet"])
-        line = json.loads(out)
-        written = line.get("attention", {}).get("overlays", [])
-        pngs = all(open(w["file"], "rb").read(8) == b"\x89PNG\r\n\x1a\n" for w in written)
-        ofs = [w["of"] for w in written]
-        check("CLI --overlays writes one PNG per layer and CAM, the JSON line names them",
-              rc == 0 and pngs and "cam/Normal" in ofs and "cam/COVID-19" in ofs
-              and any(o.startswith("attention/") for o in ofs), out[:600])
-        check("overlay file names", all(os.path.basename(w["file"]).startswith("phantom_") and
-                                        "/" not in os.path.basename(w["file"]) for w in written), written)
-    else:
-        print("# attention maps are not in this server yet: overlay checks skipped")
+    # Overlays: every layer's and the CAMs asked for, as files named after the image.
+    ov = os.path.join(out_dir, "overlays")
+    rc, out, err = run_cli(["--url", url, "predict", "quadrant-demo", xray[0], "--overlays", ov,
+                            "--cam-labels", "Normal,COVID-19", "--quiet"])
+    line = json.loads(out)
+    written = line.get("attention", {}).get("overlays", [])
+    pngs = all(open(w["file"], "rb").read(8) == b"\x89PNG\r\n\x1a\n" for w in written)
+    ofs = [w["of"] for w in written]
+    check("CLI --overlays writes one PNG per layer and CAM, the JSON line names them",
+          rc == 0 and pngs and "cam/Normal" in ofs and "cam/COVID-19" in ofs
+          and any(o.startswith("attention/") for o in ofs), out[:600])
+    check("overlay files named after the image and what they show",
+          [os.path.basename(w["file"]) for w in written if w["of"].startswith("cam/")] ==
+          ["phantom_00000.cam_Normal.png", "phantom_00000.cam_COVID-19.png"], written)
     # save_overlays on its own, with a fabricated answer.
     one_px = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
     w = save_overlays({"attention": {"overlays": [{"of": "cam/Pleural Thickening", "png": base64.b64encode(one_px).decode()}]}},

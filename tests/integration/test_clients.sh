@@ -82,16 +82,14 @@ SALIENT_URL=$keyed run "$C/models.sh"; rc=$?
 check "curl/models.sh without the key: 401" test "$rc:$(jq -r .error "$tmp/out")" = "22:this server needs an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 SALIENT_URL=$keyed SALIENT_API_KEY=$key run "$C/predict-multipart.sh" quadrant-demo "$a"
 check "curl/predict-multipart.sh with SALIENT_API_KEY" jqt '.predictions | length == 1'
-# Attention overlays: once the server has attention maps (HEAD may not yet).
-run "$C/predict-attention.sh" quadrant-demo "$a" "$tmp/overlays" Normal COVID-19; rc=$?
-if [ $rc -ne 0 ] && grep -q 'not available yet\|unknown parameter' "$tmp/err" "$tmp/out" "$tmp/overlays/answer.json" 2>/dev/null; then
-  echo "# attention maps are not in this server yet: curl/predict-attention.sh not checked"
-else
-  n=$(grep -c '^wrote ' "$tmp/out")
-  check "curl/predict-attention.sh wrote the CAMs asked for" test -f "$tmp/overlays/cam_Normal.png" -a -f "$tmp/overlays/cam_COVID-19.png"
-  check "curl/predict-attention.sh: every file is a PNG ($n)" \
-    test "$n" -ge 3 -a "$(for f in "$tmp"/overlays/*.png; do head -c 4 "$f" | od -An -c | tr -d ' \n'; echo; done | sort -u)" = '211PNG'
-fi
+# Attention overlays: every layer's and the two CAMs asked for, as PNG files.
+run "$C/predict-attention.sh" quadrant-demo "$a" "$tmp/overlays" Normal COVID-19
+check "curl/predict-attention.sh exits 0" test $? -eq 0
+n=$(grep -c '^wrote ' "$tmp/out")
+check "curl/predict-attention.sh wrote the CAMs asked for" test -f "$tmp/overlays/cam_Normal.png" -a -f "$tmp/overlays/cam_COVID-19.png"
+check "curl/predict-attention.sh wrote the layer overlay" test -f "$tmp/overlays/attention_backbone0.png"
+check "curl/predict-attention.sh: every file is a PNG ($n)" \
+  test "$n" -ge 3 -a "$(for f in "$tmp"/overlays/*.png; do head -c 4 "$f" | od -An -c | tr -d ' \n'; echo; done | sort -u)" = '211PNG'
 # Face verification needs a faces model; this repository has none.
 run "$C/verify.sh" "$a"; check "curl/verify.sh with one image: usage, exit 2" test $? -eq 2
 
