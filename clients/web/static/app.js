@@ -129,7 +129,7 @@ function selectModel(name, rerun) {
   sessionStorage.setItem(MODEL_STORE, name);
   const bits = [m.family, m.task];
   if (m.labels && m.labels.length) bits.push(`${m.labels.length} labels`);
-  if (m.input) bits.push(`input ${m.input[0]}×${m.input[1]}`);
+  if (m.input && m.input[0]) bits.push(`input ${m.input[0]}×${m.input[1]}`);
   bits.push('version ' + m.version);
   $('model-info').textContent = bits.filter(Boolean).join(' · ');
   const banner = $('demo-banner');

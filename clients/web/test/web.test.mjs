@@ -126,9 +126,48 @@ try {
     expect('boxes and landmarks drawn over the photo', await page.isVisible('#faces-canvas'));
     await shot(page, 'photo-faces.png');
   } else {
-    console.log('# no faces model on this server (or no photo): face checks skipped');
+    console.log('# no faces model on this server (or no photo): real face checks skipped');
   }
   await page.close();
+
+  // ---- the face view, fed a fabricated answer of the documented shape ----
+  // (DESIGN.md's v1 faces fields; checks the drawing and the attribute list whatever model serves.)
+  const fp = await newPage(url);
+  const fake = (x, y, w, h, age, gender, expr) => ({
+    box: { x, y, width: w, height: h }, score: 0.99,
+    landmarks: Array.from({ length: 68 }, (_, i) => [x + (w * (i % 17)) / 16, y + h * (0.3 + 0.6 * Math.floor(i / 17) / 3)]),
+    age, gender: { label: gender, score: 0.9 },
+    expression: { label: expr, scores: { neutral: 0.05, happy: expr === 'happy' ? 0.9 : 0.02, sad: 0.03, angry: 0.01, fearful: 0.01, disgusted: 0.01, surprised: expr === 'surprised' ? 0.9 : 0.02 } },
+    descriptor: Array(128).fill(0.01),
+  });
+  await fp.route('**/v1/models', async (route) => {
+    const res = await route.fetch();
+    const body = await res.json();
+    body.models.push({ name: 'faces-fabricated', version: '1', family: 'faceapi', task: 'faces', demo: false, state: 'READY', labels: [], input: [0, 0, 3], manifest: {} });
+    await route.fulfill({ response: res, json: body });
+  });
+  await fp.route('**/v1/models/faces-fabricated:predict', (route) => route.fulfill({
+    json: { model: 'faces-fabricated', version: '1', demo: false, predictions: [{ faces: [fake(20, 30, 60, 80, 31.4, 'female', 'happy'), fake(150, 40, 50, 70, 58.6, 'male', 'surprised')], timing_ms: { queue: 0.1, preprocess: 1, compute: 2 } }] },
+  }));
+  await fp.reload();
+  await fp.waitForSelector('body[data-ready="true"]');
+  await fp.selectOption('#model', 'faces-fabricated');
+  await fp.setInputFiles('#file', env.XRAY);
+  await waitDone(fp);
+  const items = await fp.$$eval('#faces li', (ls) => ls.map((l) => l.textContent));
+  expect('face view: count, and age, gender, expression per face', (await fp.textContent('#face-count')) === '2 faces' &&
+    items[0].startsWith('Face 1: detection 99.0%, age ≈ 31, female (90.0%), happy (90.0%)') && items[1].includes('male') && items[1].includes('surprised'), items.join(' | '));
+  const drawn = await fp.$eval('#faces-canvas', (cv) => {
+    const g = cv.getContext('2d');
+    const at = (x, y) => Array.from(g.getImageData(x, y, 1, 1).data);
+    return { size: [cv.width, cv.height], boxEdge: at(20, 60), inside: at(50, 45), landmark: at(20 + 60 * 8 / 16, 30 + 80 * 0.3) };
+  });
+  const image = await fp.$eval('#image', (i) => [i.naturalWidth, i.naturalHeight]);
+  expect('face view: the canvas is the image\'s size, box edges and landmarks drawn, the face itself left clear',
+    drawn.size.join() === image.join() && drawn.boxEdge[3] === 255 && drawn.inside[3] === 0 && drawn.landmark[0] > 200, JSON.stringify(drawn));
+  expect('face view: no labels for a face model', !(await fp.isVisible('#labels-box')));
+  await shot(fp, 'faces-fabricated.png');
+  await fp.close();
 
   // ---- a server with an API key ----
   if (env.SALIENT_KEYED_URL) {
