@@ -23,4 +23,5 @@ EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/README.md \
 	tests/data/phantoms_ground_truth.json
 # The clients (curl examples, Python, JS), the demo frontend in a browser, nginx in front of
 # replicas and the k8s manifests, the container image.
-INTEGRATION_TESTS += tests/integration/test_clients.sh tests/integration/test_web.sh
+INTEGRATION_TESTS += tests/integration/test_clients.sh tests/integration/test_web.sh \
+	tests/integration/test_scaleout.sh tests/integration/test_docker.sh
