@@ -3,6 +3,7 @@
 # Idempotent: installs only missing packages and rebuilds only what changed.
 #   scripts/setup.sh            # packages + build
 #   scripts/setup.sh --test    # also what the test suite needs (PyTorch for the parity tests)
+#   scripts/setup.sh --bench   # also what bench/bench_server.sh needs (wrk)
 #   SALIENT_SKIP_APT=1 scripts/setup.sh   # build only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v node >/dev/null || PACKAGES+=(nodejs)
   command -v npm >/dev/null || PACKAGES+=(npm)
 fi
+# bench/bench_server.sh loads salientd with wrk.
+if [ "${1:-}" = "--bench" ]; then PACKAGES+=(wrk python3 python3-numpy python3-pil); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

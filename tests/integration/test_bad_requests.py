@@ -167,7 +167,7 @@ def table(png, jpg):
         ("attention \"bogus\"", "POST", P, js, {"image": img, "parameters": {"attention": "bogus"}}, 400,
          'parameters.attention must be "none", "maps" or "png"'),
         ("unknown parameter", "POST", P, js, {"image": img, "parameters": {"foo": 1}}, 400,
-         "unknown parameter 'foo' (known: top_k, attention)"),
+         "unknown parameter 'foo' (known: top_k, attention, attention_layers, cam_labels)"),
         ("parameters not an object", "POST", P, js, {"image": img, "parameters": [1]},
          400, "'parameters' must be an object"),
         ("?top_k=0 on a raw body", "POST", P + "?top_k=0", ct_png, png,
