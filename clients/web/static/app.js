@@ -4,6 +4,9 @@ import { Client, SalientError, overlaySrc } from './salient.js';
 
 const $ = (id) => document.getElementById(id);
 const KEY_STORE = 'salient.apiKey';
+// Larger images are sent scaled down to this many pixels on their long side: the models see
+// 128-224 pixels anyway, and full-size overlays of a 3000x3000 radiograph would be tens of MB.
+const MAX_SIDE = 2048;
 const MODEL_STORE = 'salient.model';
 
 const state = {
@@ -143,12 +146,45 @@ function selectModel(name, rerun) {
 
 // ---- prediction ---------------------------------------------------------------------------
 
-async function predict(file) {
+// {image, note}: the file itself, or a PNG copy at most MAX_SIDE pixels on its long side.
+// Anything the browser cannot decode goes as it is, for the server to say what is wrong.
+async function fitForUpload(file) {
+  let bmp;
+  try {
+    bmp = await createImageBitmap(file);
+  } catch (e) {
+    return { image: file, note: '' };
+  }
+  const { width, height } = bmp;
+  if (Math.max(width, height) <= MAX_SIDE) {
+    bmp.close();
+    return { image: file, note: '' };
+  }
+  const scale = MAX_SIDE / Math.max(width, height);
+  const w = Math.round(width * scale), h = Math.round(height * scale);
+  const cv = document.createElement('canvas');
+  cv.width = w;
+  cv.height = h;
+  const g = cv.getContext('2d');
+  g.imageSmoothingQuality = 'high';
+  g.drawImage(bmp, 0, 0, w, h);
+  bmp.close();
+  const blob = await new Promise((resolve) => cv.toBlob(resolve, 'image/png'));
+  if (!blob) return { image: file, note: '' };
+  return { image: new File([blob], file.name, { type: 'image/png' }), note: `sent at ${w}×${h}, scaled down from ${width}×${height}` };
+}
+
+async function predict(original) {
   const m = state.model;
   if (!m) return;
   const run = ++state.run;
   clearError();
+  $('result').dataset.state = 'busy';
+  busy(`Reading ${original.name}…`);
+  const { image: file, note } = await fitForUpload(original);
+  if (run !== state.run) return;
   state.file = file;
+  state.uploadNote = note;
   if (state.imageUrl) URL.revokeObjectURL(state.imageUrl);
   state.imageUrl = URL.createObjectURL(file);
   $('image').src = state.imageUrl;
@@ -205,7 +241,7 @@ function resetResult() {
 
 function render(answer, attentionNote) {
   const p = answer.predictions[0];
-  $('caption').textContent = `${state.file.name} — ${answer.model} version ${answer.version}`;
+  $('caption').textContent = `${state.file.name} — ${answer.model} version ${answer.version}` + (state.uploadNote ? ` — ${state.uploadNote}` : '');
   if (answer.demo) {
     $('demo-answer').hidden = false;
     $('demo-answer').textContent = `This answer comes from a demo model (${answer.model}): do not read it as a finding.`;

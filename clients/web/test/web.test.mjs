@@ -8,6 +8,7 @@
 // Prints "ok"/"FAIL" lines and "N passed, N failed".
 import { readFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
 import { Client } from '../../js/salient.js';
 
@@ -47,6 +48,36 @@ async function newPage(base) {
   await page.goto(base + '/');
   await page.waitForSelector('body[data-ready="true"]', { timeout: 30000 });
   return page;
+}
+// A grayscale PNG of w x h (a diagonal gradient), made here so the test needs no image library.
+function grayPng(w, h) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const c = Buffer.alloc(4);
+    c.writeUInt32BE(crc(td));
+    return Buffer.concat([len, td, c]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 0; // grayscale
+  const raw = Buffer.alloc((w + 1) * h);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) raw[y * (w + 1) + 1 + x] = (x + y) & 0xff;
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
 }
 const waitDone = (page) => page.waitForSelector('#result[data-state="done"], #result[data-state="error"]', { timeout: 180000 });
 
@@ -104,6 +135,15 @@ try {
     expect('"Image only" hides the overlay', !(await page.isVisible('#overlay')));
   }
   await shot(page, 'xray.png');
+
+  // ---- a large image is sent scaled down, and its overlays fit it ----
+  await page.setInputFiles('#file', { name: 'large.png', mimeType: 'image/png', buffer: grayPng(2600, 2000) });
+  await waitDone(page);
+  const caption = await page.textContent('#caption');
+  expect('a 2600x2000 image is sent at 2048x1575, and the page says so', caption.includes('sent at 2048×1575, scaled down from 2600×2000'), caption);
+  const sent = await page.$eval('#image', (i) => [i.naturalWidth, i.naturalHeight]);
+  const ov = hasAttention ? await page.$eval('#overlay', (i) => [i.naturalWidth, i.naturalHeight]) : sent;
+  expect('... the shown image and its overlay are the size sent', sent.join() === '2048,1575' && ov.join() === '2048,1575', sent + ' / ' + ov);
 
   // ---- a file the server refuses: the error in words ----
   await page.setInputFiles('#file', { name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('these are not pixels') });
