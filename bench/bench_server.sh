@@ -198,7 +198,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 # ---- the report ------------------------------------------------------------------------------
 
 report() {
-  echo "bench/bench_server.sh --duration $duration --clients \"$clients\" --size ${size%% *} $(printf -- '--model %s ' "${models[@]}")"
+  echo "${OMP_WAIT_POLICY:+OMP_WAIT_POLICY=$OMP_WAIT_POLICY }bench/bench_server.sh --duration $duration --clients \"$clients\" --size ${size%% *} $(printf -- '--model %s ' "${models[@]}")"
   echo
   echo "$(date -u +%Y-%m-%d), $threads cores ($(sed -n 's/^model name\t*: //p' /proc/cpuinfo | head -n 1)), salientd $("$salientd" --version | cut -d' ' -f2):"
   echo "1 worker x $threads engine threads, 2 HTTP threads; wrk 1 thread; image ${size} px PNG ($(stat -c %s "$image") bytes), raw body;"

@@ -8,3 +8,5 @@ bench_bench_attention_SOURCES = bench/bench_attention.c
 bench_bench_attention_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 bench_bench_attention_LDADD = models/libmodels.la engine/libengine.la $(JANSSON_LIBS) $(BLAS_LIBS) $(OPENMP_CFLAGS) -lm
 EXTRA_DIST += bench/README.md
+# bench_faces.js: the face pipeline against face-api (Node, tfjs wasm) in the same run.
+EXTRA_DIST += bench/bench_faces.js

@@ -148,6 +148,10 @@ static int conv_plan(const struct eng_conv *c, const int64_t *x_ne, int nthreads
         tile = CONV_MIN_TILE_ROWS;
     if (tile > share)
         tile = share;
+    /* The buffers are sized for this cap, not for the evened-out tile below: the cap never grows
+     * when the batch shrinks, so scratch measured at the largest batch covers every smaller one
+     * (the evened-out tile can be larger at a smaller batch). */
+    int64_t cap = tile;
     /* Round the tile count up to a multiple of the threads and even out the tiles, so no
      * thread is left with one tile more than the others (7 tiles on 2 threads idle one core
      * for a seventh of the time). */
@@ -161,7 +165,7 @@ static int conv_plan(const struct eng_conv *c, const int64_t *x_ne, int nthreads
     if (flops < CONV_MIN_PARALLEL_FLOPS)
         pl->tasks = 1;
     /* Each thread's buffer starts on its own cache line. */
-    int64_t per = (tile * pl->ktot + 15) / 16 * 16;
+    int64_t per = (cap * pl->ktot + 15) / 16 * 16;
     pl->scratch = (size_t)(per * pl->tasks) * sizeof(float) + ENG_ARENA_ALIGN;
     return 0;
 }

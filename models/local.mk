@@ -14,5 +14,9 @@ models_libmodels_la_SOURCES = \
 	models/resnet.c \
 	models/swin.c \
 	models/quadrant_ae.c \
-	models/attention.c models/attention.h
+	models/attention.c models/attention.h \
+	models/faceapi.c models/faceapi.h \
+	models/faceapi_nets.c models/faceapi_nets.h \
+	models/faceapi_detect.c models/faceapi_detect.h \
+	models/faceapi_image.c models/faceapi_image.h
 EXTRA_DIST += models/README.md models/export

@@ -14,7 +14,24 @@ static const struct mdl_family *const families[] = {
     &mdl_family_resnet,
     &mdl_family_swin,
     &mdl_family_quadrant_ae,
+    &mdl_family_faceapi,
 };
+
+/* Families that take decoded images, with their image operations. */
+static const struct {
+    const struct mdl_family *family;
+    const struct mdl_image_ops *ops;
+} image_families[] = {
+    {&mdl_family_faceapi, &mdl_faceapi_image_ops},
+};
+
+const struct mdl_image_ops *mdl_family_image_ops(const struct mdl_family *f)
+{
+    for (size_t i = 0; i < sizeof image_families / sizeof image_families[0]; i++)
+        if (image_families[i].family == f)
+            return image_families[i].ops;
+    return NULL;
+}
 
 const struct mdl_family *mdl_family_find(const char *name)
 {
@@ -87,7 +104,9 @@ static int measure(struct mdl_model *m)
         goto out;
     struct eng_tensor t = eng_tensor_make("input", x, 4, (int64_t[]){m->max_batch, m->in_h, m->in_w, m->in_c});
     struct mdl_output o = {logits, m->manifest.nlabels ? probs : NULL, record_tap_shape, m};
-    if (m->family->forward(m, &r.ctx, &r.act, &t, &o) < 0)
+    /* A family that takes images has no zero-image run; it says what its largest batch holds. */
+    const struct mdl_image_ops *img_ops = mdl_family_image_ops(m->family);
+    if (img_ops ? img_ops->dry_run(m, &r.ctx, &r.act) < 0 : m->family->forward(m, &r.ctx, &r.act, &t, &o) < 0)
         goto out;
     /* Scratch needs grow with threads (one im2col tile each); measure with one thread and
      * scale by the runner's count in mdl_runner_init. */
@@ -118,13 +137,15 @@ struct mdl_model *mdl_model_load(const char *dir, const char *name, int max_batc
     }
     m->family = mdl_family_find(m->manifest.family);
     if (!m->family) {
-        eng_error("model '%s': unknown family '%s' (known: densenet, resnet, swin, quadrant_ae)", name,
+        eng_error("model '%s': unknown family '%s' (known: densenet, resnet, swin, quadrant_ae, faceapi)", name,
                   m->manifest.family);
         goto fail_manifest;
     }
     int mb = max_batch > 0 ? max_batch : m->manifest.batching.max_batch_size;
     m->max_batch = mb > 0 ? mb : 8;
-    if (mdl_preprocess_parse(&m->pre, json_object_get(m->manifest.json, "preprocess"), path) < 0) {
+    json_t *pre = json_object_get(m->manifest.json, "preprocess");
+    bool takes_images = mdl_family_image_ops(m->family) != NULL;
+    if ((pre || !takes_images) && mdl_preprocess_parse(&m->pre, pre, path) < 0) {
         model_error(name);
         goto fail_manifest;
     }
@@ -132,7 +153,7 @@ struct mdl_model *mdl_model_load(const char *dir, const char *name, int max_batc
         model_error(name);
         goto fail_manifest;
     }
-    if (m->pre.out_h != m->in_h || m->pre.out_w != m->in_w || m->pre.channels != m->in_c) {
+    if (!takes_images && (m->pre.out_h != m->in_h || m->pre.out_w != m->in_w || m->pre.channels != m->in_c)) {
         eng_error("model '%s': preprocessing gives %dx%dx%d, the network takes %lldx%lldx%lld", name, m->pre.out_h,
                   m->pre.out_w, m->pre.channels, (long long)m->in_h, (long long)m->in_w, (long long)m->in_c);
         goto fail_family;
@@ -184,11 +205,35 @@ int mdl_model_run(const struct mdl_model *m, struct mdl_runner *r, const float *
 {
     if (n < 1 || n > m->max_batch)
         return eng_error("model '%s': batch of %d, allowed 1..%d", m->manifest.name, n, m->max_batch);
+    if (!m->family->forward)
+        return eng_error("model '%s': family %s takes decoded images (mdl_model_run_images), not tensors",
+                         m->manifest.name, m->family->name);
     eng_arena_reset(&r->act);
     eng_arena_reset(&r->ctx.scratch);
     struct eng_tensor x =
         eng_tensor_make("input", (float *)input, 4, (int64_t[]){n, m->in_h, m->in_w, m->in_c});
     if (m->family->forward(m, &r->ctx, &r->act, &x, out) < 0)
+        return model_error(m->manifest.name);
+    return 0;
+}
+
+bool mdl_model_takes_images(const struct mdl_model *m)
+{
+    return mdl_family_image_ops(m->family) != NULL;
+}
+
+int mdl_model_run_images(const struct mdl_model *m, struct mdl_runner *r, const struct mdl_image *images,
+                         const struct mdl_face_opts *opts, int n, struct mdl_faces *out)
+{
+    const struct mdl_image_ops *ops = mdl_family_image_ops(m->family);
+    if (!ops)
+        return eng_error("model '%s': family %s takes preprocessed tensors (mdl_model_run), not images",
+                         m->manifest.name, m->family->name);
+    if (n < 1 || n > m->max_batch)
+        return eng_error("model '%s': batch of %d, allowed 1..%d", m->manifest.name, n, m->max_batch);
+    eng_arena_reset(&r->act);
+    eng_arena_reset(&r->ctx.scratch);
+    if (ops->run_images(m, &r->ctx, &r->act, images, opts, n, out) < 0)
         return model_error(m->manifest.name);
     return 0;
 }

@@ -35,6 +35,8 @@
 #include "models/preprocess.h"
 
 struct mdl_model;
+struct mdl_face_opts; /* faceapi.h */
+struct mdl_faces;     /* faceapi.h */
 
 /* Called during a forward for each tensor the family offers (NHWC maps [n,h,w,c], token
  * tensors [n,L,C], pooled features [n,C]); t is valid only during the call. */
@@ -67,6 +69,21 @@ struct mdl_family {
     int (*head_probs)(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
                       const struct eng_tensor *pooled, float *probs);
 };
+
+/* What a family that takes decoded images rather than a preprocessed tensor provides besides
+ * its mdl_family (faceapi.h; its forward is NULL and its manifest needs no "preprocess").
+ * model.c pairs the two in its table of image families. */
+struct mdl_image_ops {
+    /* n images, each with its options, into out[n]. Results the caller gave no buffer for go in act. */
+    int (*run_images)(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
+                      const struct mdl_image *images, const struct mdl_face_opts *opts, int n, struct mdl_faces *out);
+    /* Allocate once what the largest batch needs, on the measuring arenas the load sizes every
+     * runner's from (the stand-in for forward's zero-image run). */
+    int (*dry_run)(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act);
+};
+
+/* The image operations of family f, or NULL for a family that takes tensors. */
+const struct mdl_image_ops *mdl_family_image_ops(const struct mdl_family *f);
 
 #define MDL_MAX_TAPS 16
 
@@ -110,6 +127,17 @@ void mdl_runner_free(struct mdl_runner *r);
  * or -1 with a message. The arenas are reset at the start; tap tensors die with the call. */
 int mdl_model_run(const struct mdl_model *m, struct mdl_runner *r, const float *input, int n,
                   struct mdl_output *out);
+
+/* True if m's family takes decoded images (mdl_model_run_images), false if preprocessed
+ * tensors (mdl_model_run). */
+bool mdl_model_takes_images(const struct mdl_model *m);
+
+/* Run n (1..max_batch) decoded images through an image-taking model (faceapi.h), each with its
+ * options (opts may be NULL: defaults), results into out[n]. The arenas are reset at the start;
+ * results the caller gave no buffer for live in r's arena until r's next run. Returns 0, or -1
+ * with a message (bad options say so and leave out untouched). */
+int mdl_model_run_images(const struct mdl_model *m, struct mdl_runner *r, const struct mdl_image *images,
+                         const struct mdl_face_opts *opts, int n, struct mdl_faces *out);
 
 /* For families: offer a tensor to out's tap callback (no-op without one). */
 void mdl_tap(const struct mdl_output *out, const char *name, const struct eng_tensor *t);

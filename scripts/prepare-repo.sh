@@ -17,4 +17,15 @@ if [ -d models/repo ]; then
     n=$((n + 1))
   done
 fi
+# faces: the committed manifest, face-api's weights next to it (scripts/fetch-faceapi.sh fetched them).
+faceapi=${SALIENT_FACEAPI_DIR:-build/faceapi}/model
+if [ -d "$out/faces" ]; then
+  if [ -f "$faceapi/ssd_mobilenetv1_model-weights_manifest.json" ]; then
+    cp "$faceapi"/*.json "$faceapi"/*.bin "$out/faces/"
+  else
+    rm -rf "${out:?}/faces"
+    n=$((n - 1))
+    echo "prepare-repo: faces skipped: no face-api weights in $faceapi (run scripts/fetch-faceapi.sh)" >&2
+  fi
+fi
 echo "prepare-repo: $n model(s) in $out"

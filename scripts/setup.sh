@@ -3,7 +3,7 @@
 # Idempotent: installs only missing packages and rebuilds only what changed.
 #   scripts/setup.sh            # packages + build
 #   scripts/setup.sh --test    # also what the test suite needs (PyTorch for the parity tests)
-#   scripts/setup.sh --bench   # also what bench/bench_server.sh needs (wrk)
+#   scripts/setup.sh --bench   # also what bench/ needs (PyTorch and gnuplot for run_models.sh, wrk for bench_server.sh)
 #   SALIENT_SKIP_APT=1 scripts/setup.sh   # build only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,17 +14,25 @@ PACKAGES=(
   libmicrohttpd-dev libjansson-dev check libopenblas-dev libturbojpeg0-dev libpng-dev
 )
 
+# Node and npm fetch face-api's weights (npm pack) for the faces model; the faces parity test runs
+# face-api itself under Node. A nodejs that bundles npm (NodeSource's) conflicts with Debian's npm
+# package, so npm is asked for only when the command is missing.
+PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
+
 # The parity tests compare against PyTorch and torchvision; serving needs neither.
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(python3 python3-torch python3-torchvision python3-numpy python3-pil python3-sklearn)
-  # The clients' tests: jq, Node (Debian's 18 unless there is one), headless Chromium for the
-  # frontend, nginx in front of replicas, YAML for the k8s manifests.
+  # The clients' tests: jq, headless Chromium for the frontend, nginx in front of replicas, YAML
+  # for the k8s manifests (Node and npm are asked for above).
   PACKAGES+=(jq chromium nginx-light python3-yaml)
-  command -v node >/dev/null || PACKAGES+=(nodejs)
-  command -v npm >/dev/null || PACKAGES+=(npm)
 fi
+# bench/run_models.sh: PyTorch exports and times the models, gnuplot draws the plot (ONNX Runtime
+# comes from npm, pinned by bench/package-lock.json, installed by the harness itself).
 # bench/bench_server.sh loads salientd with wrk.
-if [ "${1:-}" = "--bench" ]; then PACKAGES+=(wrk python3 python3-numpy python3-pil); fi
+if [ "${1:-}" = "--bench" ]; then
+  PACKAGES+=(python3 python3-torch python3-torchvision python3-numpy python3-pil gnuplot-nox wrk)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -68,3 +76,12 @@ fi
 echo "setup: make"
 make -C build -j"$(nproc)" >/dev/null
 echo "setup: built build/server/salientd"
+
+# face-api's trained weights for the faces model (npm pack, cached in build/faceapi); with --test
+# also the Node packages the faces parity test runs face-api with. Serving the other models does
+# not need them, so plain setup goes on without them when the npm registry cannot be reached.
+if [ "${1:-}" = "--test" ]; then
+  scripts/fetch-faceapi.sh --node
+elif ! scripts/fetch-faceapi.sh; then
+  echo "setup: warning: face-api's weights could not be fetched; the faces model will be missing" >&2
+fi

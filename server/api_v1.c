@@ -9,6 +9,7 @@
 
 #include "server/attention.h"
 #include "server/base64.h"
+#include "server/faces.h"
 #include "server/infer.h"
 #include "server/multipart.h"
 #include "server/routes.h"
@@ -317,7 +318,12 @@ static void v1_answer(struct srv_infer *inf)
     json_t *timing = srv_infer_timing(inf);
     for (int i = 0; i < inf->n; i++) {
         json_t *p = json_object();
-        if (m->manifest.nlabels > 0)
+        if (inf->faces) {
+            json_t *fs = json_array();
+            for (int k = 0; k < inf->faces[i].n; k++)
+                json_array_append_new(fs, srv_face_json(&inf->faces[i].faces[k]));
+            json_object_set_new(p, "faces", fs);
+        } else if (m->manifest.nlabels > 0)
             json_object_set_new(
                 p, "labels",
                 labels_json(m, inf->probs + (size_t)i * (size_t)m->manifest.nlabels, inf->params.top_k));
@@ -346,6 +352,19 @@ void srv_v1_predict(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX])
                                 "with an 'image' field");
         return;
     }
+    /* curl -d / --data-binary sends application/x-www-form-urlencoded unless told otherwise:
+     * take such a body by what it is (JSON, or an image's magic bytes). */
+    if (strcmp(mt, "application/x-www-form-urlencoded") == 0 || strcmp(mt, "text/plain") == 0) {
+        size_t k = 0;
+        while (k < q->body_len && (q->body[k] == ' ' || q->body[k] == '\n' || q->body[k] == '\r' || q->body[k] == '\t'))
+            k++;
+        if (k < q->body_len && q->body[k] == '{')
+            snprintf(mt, sizeof mt, "application/json");
+        else if (q->body_len >= 3 && q->body[0] == 0xff && q->body[1] == 0xd8 && q->body[2] == 0xff)
+            snprintf(mt, sizeof mt, "image/jpeg");
+        else if (q->body_len >= 8 && memcmp(q->body, "\x89PNG\r\n\x1a\n", 8) == 0)
+            snprintf(mt, sizeof mt, "image/png");
+    }
     if (strcmp(mt, "application/json") == 0 || mt[0] == '\0') {
         if (from_json(q, &imgs, &n, &p) < 0)
             return;
@@ -362,29 +381,33 @@ void srv_v1_predict(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX])
         imgs[0] = (struct srv_image_in){.data = q->body, .len = q->body_len};
         snprintf(imgs[0].field, sizeof imgs[0].field, "body (%.24s)", mt);
         n = 1;
-        /* Query-string parameters for raw bodies: ?top_k=3&attention=maps */
+        /* Query-string parameters for raw bodies: ?top_k=3&attention=maps&tasks=landmarks,age_gender.
+         * Numbers and true/false are taken as JSON, lists split at commas, the rest as strings. */
         json_t *obj = json_object();
-        const char *tk = srv_req_query(q, "top_k");
-        const char *at = srv_req_query(q, "attention");
-        if (tk) {
-            char *end;
-            long v = strtol(tk, &end, 10);
-            json_object_set_new(obj, "top_k", *end || !*tk ? json_string(tk) : json_integer(v));
-        }
-        if (at)
-            json_object_set_new(obj, "attention", json_string(at));
-        const char *lists[2] = {"attention_layers", "cam_labels"};
-        for (int k = 0; k < 2; k++) {
-            const char *v = srv_req_query(q, lists[k]);
+        static const char *const names[] = {"top_k",          "attention",     "attention_layers", "cam_labels",
+                                            "detector",       "score_threshold", "iou_threshold",  "max_faces",
+                                            "input_size",     "tasks",         "tiny_landmarks"};
+        for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+            const char *v = srv_req_query(q, names[k]);
             if (!v)
                 continue;
-            json_t *arr = json_array();
-            for (const char *s = v; *s;) {
-                size_t len = strcspn(s, ",");
-                json_array_append_new(arr, json_stringn(s, len));
-                s += len + (s[len] == ',');
+            json_t *val;
+            if (strcmp(names[k], "attention_layers") == 0 || strcmp(names[k], "cam_labels") == 0 ||
+                strcmp(names[k], "tasks") == 0) {
+                val = json_array();
+                for (const char *t = v; *t;) {
+                    size_t len = strcspn(t, ",");
+                    json_array_append_new(val, json_stringn(t, len));
+                    t += len + (t[len] == ',');
+                }
+            } else {
+                val = json_loads(v, JSON_DECODE_ANY, NULL);
+                if (!val || json_is_object(val) || json_is_array(val)) {
+                    json_decref(val);
+                    val = json_string(v);
+                }
             }
-            json_object_set_new(obj, lists[k], arr);
+            json_object_set_new(obj, names[k], val);
         }
         int rc = srv_params_parse(q, obj, &p);
         json_decref(obj);

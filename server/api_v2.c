@@ -8,6 +8,7 @@
 #include "engine/error.h"
 #include "server/attention.h"
 #include "server/base64.h"
+#include "server/faces.h"
 #include "server/infer.h"
 #include "server/routes.h"
 
@@ -18,7 +19,7 @@ void srv_v2_server(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX])
     (void)args;
     srv_reply_json(q, 200,
                    json_pack("{s:s, s:s, s:[s, s, s]}", "name", "salient", "version", PACKAGE_VERSION, "extensions",
-                             "model_repository", "binary_attention_maps", "simple_json_v1"));
+                             "model_repository", "attention_maps", "simple_json_v1"));
 }
 
 void srv_v2_live(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX])
@@ -68,11 +69,15 @@ void srv_v2_model(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX])
         json_array_append_new(labels, json_string(m->manifest.labels[i]));
     int mb = srv_batcher_opts(sm->batcher)->max_batch;
     json_t *outputs = json_array();
-    if (m->manifest.nlabels > 0)
-        json_array_append_new(outputs, json_pack("{s:s, s:s, s:[i, i]}", "name", "probs", "datatype", "FP32",
-                                                 "shape", -1, m->manifest.nlabels));
-    json_array_append_new(outputs, json_pack("{s:s, s:s, s:[i, I]}", "name", "logits", "datatype", "FP32", "shape",
-                                             -1, (json_int_t)m->nout));
+    if (mdl_model_takes_images(m)) {
+        json_array_append_new(outputs, json_pack("{s:s, s:s, s:[i]}", "name", "faces", "datatype", "BYTES", "shape", -1));
+    } else {
+        if (m->manifest.nlabels > 0)
+            json_array_append_new(outputs, json_pack("{s:s, s:s, s:[i, i]}", "name", "probs", "datatype", "FP32",
+                                                     "shape", -1, m->manifest.nlabels));
+        json_array_append_new(outputs, json_pack("{s:s, s:s, s:[i, I]}", "name", "logits", "datatype", "FP32",
+                                                 "shape", -1, (json_int_t)m->nout));
+    }
     json_t *body = json_pack(
         "{s:s, s:[s], s:s, s:[{s:s, s:s, s:[i]}], s:o, s:{s:o, s:b, s:s, s:s, s:i, s:[I, I, I]}}", "name",
         m->manifest.name, "versions", m->manifest.version, "platform", "salient", "inputs", "name", "image",
@@ -110,9 +115,25 @@ static void v2_answer(struct srv_infer *inf)
 {
     const struct mdl_model *m = inf->m;
     json_t *outputs = json_array();
-    if (m->manifest.nlabels > 0)
-        json_array_append_new(outputs, tensor_json("probs", inf->probs, inf->n, m->manifest.nlabels));
-    json_array_append_new(outputs, tensor_json("logits", inf->logits, inf->n, m->nout));
+    if (inf->faces) {
+        /* One JSON document per image: its faces as v1 gives them. */
+        json_t *data = json_array();
+        for (int i = 0; i < inf->n; i++) {
+            json_t *fs = json_array();
+            for (int k = 0; k < inf->faces[i].n; k++)
+                json_array_append_new(fs, srv_face_json(&inf->faces[i].faces[k]));
+            char *text = json_dumps(fs, JSON_COMPACT | JSON_REAL_PRECISION(7));
+            json_decref(fs);
+            json_array_append_new(data, json_string(text ? text : "[]"));
+            free(text);
+        }
+        json_array_append_new(outputs, json_pack("{s:s, s:s, s:[i], s:o}", "name", "faces", "datatype", "BYTES",
+                                                 "shape", inf->n, "data", data));
+    } else {
+        if (m->manifest.nlabels > 0)
+            json_array_append_new(outputs, tensor_json("probs", inf->probs, inf->n, m->manifest.nlabels));
+        json_array_append_new(outputs, tensor_json("logits", inf->logits, inf->n, m->nout));
+    }
     if (inf->att)
         srv_attention_v2_outputs(inf, outputs);
     json_t *body = json_pack("{s:s, s:s, s:{s:b, s:o}, s:o}", "model_name", m->manifest.name, "model_version",

@@ -20,6 +20,10 @@ struct worker {
     float *input;  /* max_batch images */
     float *probs;  /* max_batch * nlabels */
     float *logits; /* max_batch * nout */
+    /* Image-taking models: the batch's images, options and result lists. */
+    struct mdl_image *images;
+    struct mdl_face_opts *face_opts;
+    struct mdl_faces *faces;
     /* The batch being run, for the tap callback. */
     struct srv_job *batch;
 };
@@ -152,9 +156,15 @@ static void run_batch(struct worker *w, struct srv_job *batch, int n)
     int nl = m->manifest.nlabels;
     int64_t no = m->nout;
     int off = 0;
-    bool want_taps = false;
+    bool want_taps = false, images = mdl_model_takes_images(m);
     for (struct srv_job *j = batch; j; j = j->next) {
-        memcpy(w->input + (size_t)off * b->per_image, j->input, (size_t)j->n * b->per_image * sizeof(float));
+        if (images) {
+            memcpy(w->images + off, j->images, (size_t)j->n * sizeof *w->images);
+            memcpy(w->face_opts + off, j->face_opts, (size_t)j->n * sizeof *w->face_opts);
+            memcpy(w->faces + off, j->faces, (size_t)j->n * sizeof *w->faces);
+        } else {
+            memcpy(w->input + (size_t)off * b->per_image, j->input, (size_t)j->n * b->per_image * sizeof(float));
+        }
         off += j->n;
         want_taps |= j->tap != NULL;
     }
@@ -166,7 +176,8 @@ static void run_batch(struct worker *w, struct srv_job *batch, int n)
         .tap_user = w,
     };
     uint64_t t0 = srv_now_us();
-    int rc = mdl_model_run(m, &w->runner, w->input, n, &out);
+    int rc = images ? mdl_model_run_images(m, &w->runner, w->images, w->face_opts, n, w->faces)
+                    : mdl_model_run(m, &w->runner, w->input, n, &out);
     uint64_t t1 = srv_now_us();
     const char *err = rc < 0 ? eng_errmsg() : NULL;
     char msg[256];
@@ -182,7 +193,10 @@ static void run_batch(struct worker *w, struct srv_job *batch, int n)
         struct srv_job *next = j->next;
         j->next = NULL;
         j->batch_images = n;
-        if (rc == 0) {
+        if (rc == 0 && images) {
+            /* The faces are already in the job's buffers; the counts come back here. */
+            memcpy(j->faces, w->faces + off, (size_t)j->n * sizeof *j->faces);
+        } else if (rc == 0) {
             if (j->probs && nl > 0)
                 memcpy(j->probs, w->probs + (size_t)off * (size_t)nl, (size_t)j->n * (size_t)nl * sizeof(float));
             if (j->logits)
@@ -224,6 +238,9 @@ static void free_worker(struct worker *w)
     free(w->input);
     free(w->probs);
     free(w->logits);
+    free(w->images);
+    free(w->face_opts);
+    free(w->faces);
 }
 
 static void stop_workers(struct srv_batcher *b)
@@ -283,9 +300,19 @@ struct srv_batcher *srv_batcher_start(const struct mdl_model *m, const struct sr
         b->nworkers = i + 1;
         if (mdl_runner_init(&w->runner, m, b->o.threads) < 0)
             goto fail;
-        w->input = malloc(mb * b->per_image * sizeof(float));
+        size_t in_floats = mb * b->per_image;
+        w->input = malloc((in_floats ? in_floats : 1) * sizeof(float));
         w->probs = malloc(mb * (size_t)(m->manifest.nlabels > 0 ? m->manifest.nlabels : 1) * sizeof(float));
         w->logits = malloc(mb * (size_t)(m->nout > 0 ? m->nout : 1) * sizeof(float));
+        if (mdl_model_takes_images(m)) {
+            w->images = calloc(mb, sizeof *w->images);
+            w->face_opts = calloc(mb, sizeof *w->face_opts);
+            w->faces = calloc(mb, sizeof *w->faces);
+            if (!w->images || !w->face_opts || !w->faces) {
+                eng_error("out of memory for model '%s' worker buffers", m->manifest.name);
+                goto fail;
+            }
+        }
         if (!w->input || !w->probs || !w->logits) {
             eng_error("out of memory for model '%s' worker buffers", m->manifest.name);
             goto fail;

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "engine/tensor.h"
+#include "models/faceapi.h"
 #include "models/model.h"
 
 /* Running totals, kept by the caller so they outlive one loaded version of a model. */
@@ -60,7 +61,12 @@ typedef void (*srv_job_tap_fn)(struct srv_job *job, const char *name, const stru
 struct srv_job {
     /* Filled by the submitter. */
     int n;                  /* images, 1..max_batch */
-    const float *input;     /* n * per-image floats, preprocessed NHWC */
+    const float *input;     /* n * per-image floats, preprocessed NHWC (tensor models) */
+    /* Models that take decoded images (mdl_model_takes_images: faces): n images, their options,
+     * and n result lists whose .faces point at the job's own buffers. */
+    const struct mdl_image *images;
+    const struct mdl_face_opts *face_opts;
+    struct mdl_faces *faces;
     float *probs;           /* n * nlabels, or NULL */
     float *logits;          /* n * nout, or NULL */
     srv_job_tap_fn tap;     /* optional */

@@ -51,6 +51,7 @@ static const struct route {
     {"GET", "/v1/models", srv_v1_models, 0},
     {"GET", "/v1/models/{}", srv_v1_model, 0},
     {"POST", "/v1/models/{}:predict", srv_v1_predict, 0},
+    {"POST", "/v1/faces:verify", srv_v1_verify, 0},
     {"GET", "/metrics", srv_metrics, 0},
     {"GET", "/openapi.json", srv_openapi, OPEN},
     {"GET", "/", srv_static, OPEN},

@@ -68,6 +68,77 @@ void srv_images_free(struct srv_image_in *imgs, int n)
     free(imgs);
 }
 
+/* A face-model parameter into p (range checks come with the model: mdl_face_opts_check).
+ * 0 taken, -1 answered 400 (bad value or unknown key). */
+static int face_param(struct srv_req *q, const char *key, json_t *v, struct srv_params *p)
+{
+    unsigned bit = 0;
+    if (strcmp(key, "detector") == 0) {
+        if (!json_is_string(v) || mdl_face_detector_parse(json_string_value(v), &p->face.detector) < 0) {
+            srv_reply_error(q, 400, "parameters.detector must be \"ssd_mobilenetv1\" or \"tiny_face_detector\"");
+            return -1;
+        }
+        bit = SRV_FACE_DETECTOR;
+    } else if (strcmp(key, "score_threshold") == 0 || strcmp(key, "iou_threshold") == 0) {
+        if (!json_is_number(v)) {
+            srv_reply_error(q, 400, "parameters.%s must be a number", key);
+            return -1;
+        }
+        bool score = key[0] == 's';
+        *(score ? &p->face.score_threshold : &p->face.iou_threshold) = (float)json_number_value(v);
+        bit = score ? SRV_FACE_SCORE : SRV_FACE_IOU;
+    } else if (strcmp(key, "max_faces") == 0 || strcmp(key, "input_size") == 0) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 100000) {
+            srv_reply_error(q, 400, "parameters.%s must be a positive integer", key);
+            return -1;
+        }
+        bool mf = key[0] == 'm';
+        *(mf ? &p->face.max_faces : &p->face.input_size) = (int)json_integer_value(v);
+        bit = mf ? SRV_FACE_MAX_FACES : SRV_FACE_INPUT_SIZE;
+    } else if (strcmp(key, "tasks") == 0) {
+        char list[256] = "";
+        size_t i;
+        json_t *e;
+        if (!json_is_array(v)) {
+            srv_reply_error(q, 400, "parameters.tasks must be a list, e.g. [\"landmarks\", \"age_gender\", "
+                                    "\"expression\", \"descriptor\"]");
+            return -1;
+        }
+        json_array_foreach(v, i, e)
+        {
+            const char *t = json_string_value(e);
+            if (!t || strlen(list) + strlen(t) + 2 > sizeof list) {
+                srv_reply_error(q, 400, "parameters.tasks[%zu] must be a task name", i);
+                return -1;
+            }
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? "," : "", t);
+        }
+        if (mdl_face_tasks_parse(list, &p->face.tasks) < 0) {
+            srv_reply_error(q, 400, "parameters.tasks: %s", eng_errmsg());
+            return -1;
+        }
+        bit = SRV_FACE_TASKS;
+    } else if (strcmp(key, "tiny_landmarks") == 0) {
+        if (!json_is_boolean(v)) {
+            srv_reply_error(q, 400, "parameters.tiny_landmarks must be true or false");
+            return -1;
+        }
+        p->face.tiny_landmarks = json_is_true(v);
+        bit = SRV_FACE_TINY_LANDMARKS;
+    } else {
+        srv_reply_error(q, 400,
+                        "unknown parameter '%s' (known: top_k, attention, attention_layers, cam_labels; for face "
+                        "models detector, score_threshold, iou_threshold, max_faces, input_size, tasks, "
+                        "tiny_landmarks)",
+                        key);
+        return -1;
+    }
+    if (!p->face_set)
+        snprintf(p->face_first, sizeof p->face_first, "%s", key);
+    p->face_set |= bit;
+    return 0;
+}
+
 int srv_params_parse(struct srv_req *q, json_t *obj, struct srv_params *p)
 {
     memset(p, 0, sizeof *p);
@@ -120,9 +191,7 @@ int srv_params_parse(struct srv_req *q, json_t *obj, struct srv_params *p)
                 p->nlayer_names = (int)json_array_size(v);
             else
                 p->ncam_names = (int)json_array_size(v);
-        } else {
-            srv_reply_error(q, 400, "unknown parameter '%s' (known: top_k, attention, attention_layers, cam_labels)",
-                            key);
+        } else if (face_param(q, key, v, p) != 0) {
             return -1;
         }
     }
@@ -151,6 +220,10 @@ static void infer_free(struct srv_infer *inf)
     free(inf->att);
     free(inf->att_buf);
     free(inf->cam_labels);
+    free(inf->views);
+    free(inf->face_opts);
+    free(inf->faces);
+    free(inf->face_buf);
     srv_images_free(inf->imgs, inf->n);
     free(inf->input);
     free(inf->probs);
@@ -319,6 +392,68 @@ static int setup_attention(struct srv_req *q, struct srv_infer *inf)
     return 0;
 }
 
+static int submit(struct srv_req *q, struct srv_infer *inf);
+
+/* Face models: decode and keep the images, check the options, give each image a result
+ * buffer, queue. 0 queued, -1 answered. */
+static int start_faces(struct srv_req *q, struct srv_infer *inf)
+{
+    const struct mdl_model *m = inf->m;
+    const struct srv_params *p = &inf->params;
+    int n = inf->n;
+    if (p->attention != SRV_ATTENTION_NONE) {
+        srv_reply_error(q, 400, "parameters.attention: model '%s' has no attention maps yet", m->manifest.name);
+        return -1;
+    }
+    struct mdl_face_opts o;
+    mdl_face_opts_default(m, &o);
+    if (p->face_set & SRV_FACE_DETECTOR)
+        o.detector = p->face.detector;
+    if (p->face_set & SRV_FACE_SCORE)
+        o.score_threshold = p->face.score_threshold;
+    if (p->face_set & SRV_FACE_IOU)
+        o.iou_threshold = p->face.iou_threshold;
+    if (p->face_set & SRV_FACE_MAX_FACES)
+        o.max_faces = p->face.max_faces;
+    if (p->face_set & SRV_FACE_INPUT_SIZE)
+        o.input_size = p->face.input_size;
+    if (p->face_set & SRV_FACE_TASKS)
+        o.tasks = p->face.tasks;
+    if (p->face_set & SRV_FACE_TINY_LANDMARKS)
+        o.tiny_landmarks = p->face.tiny_landmarks;
+    if (mdl_face_opts_check(m, &o) < 0) {
+        srv_reply_error(q, 400, "parameters: %s", eng_errmsg());
+        return -1;
+    }
+    inf->decoded = calloc((size_t)n, sizeof *inf->decoded);
+    inf->views = calloc((size_t)n, sizeof *inf->views);
+    inf->face_opts = calloc((size_t)n, sizeof *inf->face_opts);
+    inf->faces = calloc((size_t)n, sizeof *inf->faces);
+    inf->face_buf = calloc((size_t)n * (size_t)o.max_faces, sizeof *inf->face_buf);
+    if (!inf->decoded || !inf->views || !inf->face_opts || !inf->faces || !inf->face_buf) {
+        srv_reply_error(q, 500, "out of memory");
+        return -1;
+    }
+    uint64_t t0 = srv_now_us();
+    for (int i = 0; i < n; i++) {
+        struct srv_image_in *in = &inf->imgs[i];
+        char err[256];
+        enum srv_decode_status st =
+            srv_decode_image(in->data, in->len, q->srv->o->max_pixels, &inf->decoded[i], err, sizeof err);
+        if (st != SRV_DECODE_OK) {
+            srv_reply_error(q, (unsigned)srv_decode_http_status(st), "%s: %s", in->field, err);
+            return -1;
+        }
+        const struct srv_image *d = &inf->decoded[i];
+        inf->views[i] = (struct mdl_image){d->width, d->height, d->channels, d->data, d->stride};
+        inf->face_opts[i] = o;
+        inf->faces[i] = (struct mdl_faces){.faces = inf->face_buf + (size_t)i * (size_t)o.max_faces,
+                                           .cap = o.max_faces};
+    }
+    inf->preprocess_us = srv_now_us() - t0;
+    return submit(q, inf);
+}
+
 int srv_infer_start(struct srv_req *q, const char *model, struct srv_image_in *imgs, int n,
                     const struct srv_params *p, void (*answer)(struct srv_infer *inf))
 {
@@ -360,6 +495,13 @@ int srv_infer_start(struct srv_req *q, const char *model, struct srv_image_in *i
                         m->manifest.name, max_batch);
         return -1;
     }
+    if (mdl_model_takes_images(m))
+        return start_faces(q, inf);
+    if (p->face_set) {
+        srv_reply_error(q, 400, "parameters.%s applies to face models only; model '%s' is a %s classifier",
+                        p->face_first, m->manifest.name, m->manifest.family);
+        return -1;
+    }
     size_t per = mdl_preprocess_floats(&m->pre);
     int nl = m->manifest.nlabels;
     inf->input = malloc((size_t)n * per * sizeof(float));
@@ -376,13 +518,23 @@ int srv_infer_start(struct srv_req *q, const char *model, struct srv_image_in *i
         if (prepare_image(q, inf, i) < 0)
             return -1;
     inf->preprocess_us = srv_now_us() - t0;
-    struct srv_slot_stats *stats = srv_registry_stats(q->srv->registry, model);
+    return submit(q, inf);
+}
+
+/* Queue inf's job (inputs ready) and park the request. 0, or answered 503 (still 0: woken). */
+static int submit(struct srv_req *q, struct srv_infer *inf)
+{
+    const struct mdl_model *m = inf->m;
+    int nl = m->manifest.nlabels;
+    struct srv_slot_stats *stats = srv_registry_stats(q->srv->registry, m->manifest.name);
     if (stats)
         atomic_fetch_add(&stats->preprocess_us, inf->preprocess_us);
-
     struct srv_job *j = &inf->job;
-    j->n = n;
+    j->n = inf->n;
     j->input = inf->input;
+    j->images = inf->views;
+    j->face_opts = inf->face_opts;
+    j->faces = inf->faces;
     j->probs = nl > 0 ? inf->probs : NULL;
     j->logits = inf->logits;
     j->deadline_us = srv_now_us() + (uint64_t)q->srv->o->request_timeout_ms * 1000u;

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "models/attention.h"
+#include "models/faceapi.h"
 #include "server/batcher.h"
 #include "server/decode_image.h"
 #include "server/registry.h"
@@ -53,7 +54,20 @@ struct srv_params {
     int ncam_names;             /* "cam_labels"; 0: the default below */
     char cam_names[SRV_MAX_CAM_SEL][128];
     bool cam_all;               /* default CAMs: every label (v2) rather than each image's best (v1) */
+    /* Face models: what the request set (face_set bits), checked against the model later. */
+    unsigned face_set;          /* SRV_FACE_* bits */
+    struct mdl_face_opts face;  /* the values set */
+    char face_first[32];        /* the first face parameter given, for "applies to face models only" */
+    float verify_threshold;     /* POST /v1/faces:verify: same person below this distance */
 };
+
+#define SRV_FACE_DETECTOR (1u << 0)
+#define SRV_FACE_SCORE (1u << 1)
+#define SRV_FACE_IOU (1u << 2)
+#define SRV_FACE_MAX_FACES (1u << 3)
+#define SRV_FACE_INPUT_SIZE (1u << 4)
+#define SRV_FACE_TASKS (1u << 5)
+#define SRV_FACE_TINY_LANDMARKS (1u << 6)
 
 struct srv_infer {
     struct srv_req *q;
@@ -73,7 +87,12 @@ struct srv_infer {
     int nlayers, layers[SRV_MAX_LAYER_SEL];
     int ncams;                  /* CAMs per image */
     int *cam_labels;            /* n * ncams label indices */
-    struct srv_image *decoded;  /* n, kept for overlays */
+    struct srv_image *decoded;  /* n, kept for overlays and for face models */
+    /* Face models: the decoded images as views, their options, result lists and storage. */
+    struct mdl_image *views;
+    struct mdl_face_opts *face_opts;
+    struct mdl_faces *faces;
+    struct mdl_face *face_buf;
     struct srv_job job;
     void (*answer)(struct srv_infer *inf);
 };

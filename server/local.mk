@@ -14,6 +14,7 @@ server_libserver_la_SOURCES = \
 	server/infer.c server/infer.h \
 	server/overlay.c server/overlay.h \
 	server/attention.c server/attention.h \
+	server/faces.c server/faces.h \
 	server/api_v1.c server/api_v2.c \
 	server/metrics.c \
 	server/openapi.c

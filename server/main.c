@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "engine/ctx.h"
 #include "engine/error.h"
@@ -12,8 +13,24 @@
 #include "server/options.h"
 #include "server/registry.h"
 
+/* OpenMP threads that finish a parallel region spin for a while before sleeping (libgomp's
+ * default), which is right for one program owning the machine and wrong for a server whose
+ * models each have a team of threads next to the HTTP threads: measured under load, spinning
+ * cost up to 20x the CPU per image. libgomp reads OMP_WAIT_POLICY when it is loaded, before
+ * main, so salientd re-executes itself once with "passive" unless the variable is set
+ * (set it to "active" to keep spinning). */
+static void ensure_passive_omp(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY"))
+        return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);
+    /* If that fails, run on with libgomp's default. */
+}
+
 int main(int argc, char **argv)
 {
+    ensure_passive_omp(argv);
     struct srv_options opts;
     int rc = srv_options_parse(&opts, argc, argv, stdout, stderr);
     if (rc != 0) {

@@ -29,6 +29,9 @@ void srv_v1_models(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX]);
 void srv_v1_model(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX]);
 void srv_v1_predict(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX]);
 
+/* faces.c: face verification. */
+void srv_v1_verify(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX]);
+
 /* metrics.c: Prometheus text. */
 void srv_metrics(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX]);
 

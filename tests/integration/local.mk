@@ -7,6 +7,7 @@ INTEGRATION_TESTS = \
 	tests/integration/test_bad_requests.sh \
 	tests/integration/test_concurrency.sh \
 	tests/integration/test_attention.sh \
+	tests/integration/test_faces.sh \
 	tests/integration/test_api_docs.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/README.md \
@@ -15,6 +16,7 @@ EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/README.md \
 	tests/integration/test_bad_requests.py \
 	tests/integration/test_concurrency.py \
 	tests/integration/test_attention.py \
+	tests/integration/test_faces.py \
 	tests/data/README.md \
 	tests/data/phantom_00000.png \
 	tests/data/phantom_00001.png \

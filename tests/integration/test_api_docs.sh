@@ -234,7 +234,27 @@ else:
     img.save(os.path.join(work, "xray.png"))
     img.transpose(Image.FLIP_LEFT_RIGHT).save(os.path.join(work, "xray2.png"))
     img.save(os.path.join(work, "xray.jpg"), quality=85)
-repo_all = os.path.join(SRC, "models/repo")
+# The default repository as scripts/prepare-repo.sh builds it: models/repo, with face-api's
+# weights next to the faces manifest when scripts/fetch-faceapi.sh has fetched them (else no
+# faces model, and the examples that need it are skipped).
+repo_all = os.path.join(tmp, "repo")
+os.makedirs(repo_all)
+BUILD = os.path.dirname(os.path.dirname(os.path.abspath(SALIENTD)))
+faceapi = next((d for d in (os.environ.get("SALIENT_FACEAPI_DIR"), os.path.join(BUILD, "faceapi"),
+                            os.path.join(SRC, "build", "faceapi"))
+                if d and os.path.isfile(os.path.join(d, "model", "ssd_mobilenetv1_model-weights_manifest.json"))), None)
+for n in sorted(os.listdir(os.path.join(SRC, "models/repo"))):
+    src = os.path.join(SRC, "models/repo", n)
+    if n == "faces":
+        if faceapi:
+            shutil.copytree(src, os.path.join(repo_all, n))
+            for f in os.listdir(os.path.join(faceapi, "model")):
+                shutil.copy(os.path.join(faceapi, "model", f), os.path.join(repo_all, n))
+            for f in os.listdir(os.path.join(faceapi, "demo")):
+                if f.endswith(".jpg"):
+                    shutil.copy(os.path.join(faceapi, "demo", f), work)
+    elif os.path.isdir(src):
+        os.symlink(src, os.path.join(repo_all, n))
 servers = {}  # flags -> (Popen, port, log path)
 started = [0]
 
@@ -320,6 +340,9 @@ for i, e in enumerate(examples):
 try:
     for i, e in enumerate(examples):
         what = "example %s (docs/API.md:%d)" % (e["name"], e["line"])
+        if not faceapi and re.search(r"faces[:/]", e["body"]):
+            print("skip %s: no face-api weights (scripts/fetch-faceapi.sh)" % what)
+            continue
         if e["server"] not in servers and not start(e["server"]):
             bad("%s: salientd %s starts" % (what, e["server"] or "--port 8080"))
             continue

@@ -16,7 +16,8 @@ UNIT_TESTS = \
 	tests/unit/test_manifest \
 	tests/unit/test_decode_image \
 	tests/unit/test_base64 \
-	tests/unit/test_multipart
+	tests/unit/test_multipart \
+	tests/unit/test_faceapi
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 check_LTLIBRARIES = tests/unit/libfixture.la
@@ -76,4 +77,7 @@ tests_unit_test_base64_LDADD = server/libserver.la $(UNIT_LDADD) $(MHD_LIBS) $(T
 tests_unit_test_multipart_SOURCES = tests/unit/test_multipart.c
 tests_unit_test_multipart_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_multipart_LDADD = server/libserver.la $(UNIT_LDADD) $(MHD_LIBS) $(TURBOJPEG_LIBS) $(PNG_LIBS)
+tests_unit_test_faceapi_SOURCES = tests/unit/test_faceapi.c
+tests_unit_test_faceapi_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_faceapi_LDADD = $(UNIT_LDADD)
 EXTRA_DIST += tests/unit/README.md tests/unit/fixtures
