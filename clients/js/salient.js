@@ -145,10 +145,14 @@ export class Client {
     return this.request('POST', `/v2/models/${encodeURIComponent(model)}/infer`, body);
   }
 
-  // POST /v1/faces:verify: two images, one face each -> distance, threshold, same person or not.
-  async verify(imageA, imageB) {
-    const instances = [{ image: await toBase64(imageA) }, { image: await toBase64(imageB) }];
-    return this.request('POST', '/v1/faces:verify', { instances });
+  // POST /v1/faces:verify: the best face of each image -> {distance, threshold, same_person,
+  // faces: [two boxes]}. options: {threshold (server default 0.6), model (default 'faces')}.
+  // An image without a face rejects with status 422.
+  async verify(imageA, imageB, options = {}) {
+    const body = { images: [await toBase64(imageA), await toBase64(imageB)] };
+    if (options.threshold !== undefined) body.threshold = options.threshold;
+    if (options.model !== undefined) body.model = options.model;
+    return this.request('POST', '/v1/faces:verify', body);
   }
 
   // GET /metrics: Prometheus text.

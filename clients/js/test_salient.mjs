@@ -114,6 +114,31 @@ await check('attention png: overlays are PNGs, one per layer and CAM', async () 
   return (pngs && want.every((w) => ofs.includes(w)) && overlaySrc(a.overlays[0]).startsWith('data:image/png;base64,iVBOR')) || JSON.stringify(ofs);
 });
 
+// Faces, when the server has the faces model (test_clients.sh passes two photographs).
+const photos = (process.env.SALIENT_FACE_PHOTOS || '').split(' ').filter(Boolean);
+if (photos.length === 2) {
+  const [p1, p2] = await Promise.all(photos.map((p) => readFile(p)));
+  await check('verify(a, a): same person', async () => {
+    const v = await c.verify(p1, new Blob([p1]));
+    return (v.same_person === true && v.distance < 1e-4 && v.threshold === 0.6) || JSON.stringify(v);
+  });
+  await check('verify(a, b, {threshold}): as asked', async () => {
+    const v = await c.verify(p1, p2, { threshold: 0.9, model: 'faces' });
+    return (v.threshold === 0.9 && v.same_person === v.distance < 0.9 && v.faces.length === 2) || JSON.stringify(v);
+  });
+  await check('verify with a radiograph: SalientError 422', async () => {
+    const e = await rejects(() => c.verify(p1, xray));
+    return (e instanceof SalientError && e.status === 422 && e.serverMessage.startsWith('no face found in image 2')) || String(e);
+  });
+  await check('predict on the faces model: faces with 68 landmarks and a 128-D descriptor', async () => {
+    const r = await c.predict('faces', p1);
+    const f = r.predictions[0].faces;
+    return (f.length >= 1 && f[0].landmarks.length === 68 && f[0].descriptor.length === 128 && typeof f[0].age === 'number') || JSON.stringify(r).slice(0, 300);
+  });
+} else {
+  console.log('# no face photos: verify not checked');
+}
+
 // A server with an API key: refused without it (401), with a wrong one (403), served with it.
 const keyed = process.env.SALIENT_KEYED_URL;
 if (keyed) {

@@ -173,11 +173,17 @@ class Client:
             body["parameters"] = parameters
         return self.request("POST", "/v2/models/%s/infer" % urllib.parse.quote(model, safe=""), body)
 
-    def verify(self, image_a, image_b):
-        """Face verification: two images, one face each -> the server's answer (descriptor
-        distance, the threshold, and whether it is the same person)."""
-        return self.request("POST", "/v1/faces:verify",
-                            {"instances": [{"image": _b64(image_a)}, {"image": _b64(image_b)}]})
+    def verify(self, image_a, image_b, threshold=None, model=None):
+        """Face verification (POST /v1/faces:verify): the best face of each image ->
+        {"distance", "threshold", "same_person", "faces": [two boxes], ...}. threshold: the
+        descriptor distance under which it is one person (server default 0.6, face-api's);
+        model: the faces model (default "faces"). An image without a face is a 422."""
+        body = {"images": [_b64(image_a), _b64(image_b)]}
+        if threshold is not None:
+            body["threshold"] = threshold
+        if model is not None:
+            body["model"] = model
+        return self.request("POST", "/v1/faces:verify", body)
 
     def metrics(self):
         """GET /metrics as Prometheus text."""
@@ -315,6 +321,8 @@ def main(argv=None, out=None):
     v = sub.add_parser("verify", help="are two face photos the same person?")
     v.add_argument("image_a")
     v.add_argument("image_b")
+    v.add_argument("--threshold", type=float, default=None, help="distance under which it is one person (server: 0.6)")
+    v.add_argument("--model", default=None, help="the faces model (default: faces)")
     args = ap.parse_args(argv)
     client = Client(args.url, args.api_key, args.timeout)
     try:
@@ -325,7 +333,7 @@ def main(argv=None, out=None):
             out.write(json.dumps(client.models(), indent=1) + "\n")
             return 0
         if args.command == "verify":
-            out.write(json.dumps(client.verify(args.image_a, args.image_b)) + "\n")
+            out.write(json.dumps(client.verify(args.image_a, args.image_b, args.threshold, args.model)) + "\n")
             return 0
         return _predict_files(client, args, out)
     except SalientError as e:

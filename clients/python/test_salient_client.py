@@ -139,6 +139,26 @@ def run(phantoms, out_dir):
     check("save_overlays names files safely", len(w) == 1 and os.path.basename(w[0]["file"]) ==
           "x_y.cam_Pleural_Thickening.png" and open(w[0]["file"], "rb").read() == one_px, w)
 
+    photos = os.environ.get("SALIENT_FACE_PHOTOS", "").split()
+    if len(photos) == 2:
+        v = c.verify(photos[0], photos[0])
+        check("verify(a, a): same person, distance ~0", v["same_person"] is True and v["distance"] < 1e-4, v)
+        v = c.verify(photos[0], photos[1], threshold=0.9)
+        check("verify(a, b, threshold=0.9): the threshold is the one asked for",
+              v["threshold"] == 0.9 and v["same_person"] == (v["distance"] < 0.9), v)
+        e = raises(lambda: c.verify(photos[0], xray[0]))
+        check("verify with a radiograph: 422, no face in image 2", e is not None and e.status == 422
+              and e.message.startswith("no face found in image 2"), e)
+        rc, out, err = run_cli(["--url", url, "verify", photos[0], photos[1]])
+        v = json.loads(out) if rc == 0 else {}
+        check("CLI verify: one JSON line", rc == 0 and v.get("same_person") is False and len(v.get("faces", [])) == 2, out + err)
+        rc, out, err = run_cli(["--url", url, "predict", "faces", photos[0], "--quiet"])
+        line = json.loads(out) if out else {}
+        check("CLI predict on the faces model: faces in the line", rc == 0 and len(line.get("faces", [])) >= 1
+              and len(line["faces"][0]["descriptor"]) == 128, out[:300])
+    else:
+        print("# no face photos: verify not checked")
+
     keyed = os.environ.get("SALIENT_KEYED_URL")
     if keyed:
         key = os.environ["SALIENT_TEST_KEY"]

@@ -23,9 +23,20 @@ for tool in curl jq; do
 done
 [ -x "$PY" ] || { echo "skip: no $PY"; exit 77; }
 
-# Two fast demo models; each salientd prints the port the kernel gave it.
+# Two fast demo models, and the faces model when face-api's weights have been fetched
+# (scripts/fetch-faceapi.sh); each salientd prints the port the kernel gave it.
 mkdir -p "$tmp/repo"
 for m in quadrant-demo covid-resnet-demo; do ln -s "$SRCDIR/models/repo/$m" "$tmp/repo/$m"; done
+faceapi=
+for d in "${SALIENT_FACEAPI_DIR:-}" "$PWD/faceapi" "$SRCDIR/build/faceapi"; do
+  if [ -n "$d" ] && [ -f "$d/model/ssd_mobilenetv1_model-weights_manifest.json" ] && [ -f "$d/demo/sample2.jpg" ]; then
+    faceapi=$d
+    mkdir "$tmp/repo/faces"
+    cp "$SRCDIR/models/repo/faces/manifest.json" "$tmp/repo/faces/"
+    ln -s "$d"/model/* "$tmp/repo/faces/"
+    break
+  fi
+done
 start() { # log file, extra flags... -> sets $port
   "$SALIENTD" --model-repo "$tmp/repo" --port 0 --host 127.0.0.1 --threads 1 "${@:2}" 2>"$1" &
   pids+=($!)
@@ -90,13 +101,29 @@ check "curl/predict-attention.sh wrote the CAMs asked for" test -f "$tmp/overlay
 check "curl/predict-attention.sh wrote the layer overlay" test -f "$tmp/overlays/attention_backbone0.png"
 check "curl/predict-attention.sh: every file is a PNG ($n)" \
   test "$n" -ge 3 -a "$(for f in "$tmp"/overlays/*.png; do head -c 4 "$f" | od -An -c | tr -d ' \n'; echo; done | sort -u)" = '211PNG'
-# Face verification needs a faces model; this repository has none.
 run "$C/verify.sh" "$a"; check "curl/verify.sh with one image: usage, exit 2" test $? -eq 2
+if [ -n "$faceapi" ]; then
+  p1=$faceapi/demo/sample1.jpg p2=$faceapi/demo/sample2.jpg
+  run "$C/verify.sh" "$p1" "$p1"
+  check "curl/verify.sh: a photo against itself is the same person" jqt '.same_person == true and .distance < 1e-4 and .threshold == 0.6'
+  run "$C/verify.sh" "$p1" "$p2"
+  check "curl/verify.sh: two people are not" jqt '.same_person == false and .distance > .threshold and (.faces | length == 2)'
+  run "$C/verify.sh" "$p1" "$a"; rc=$?
+  check "curl/verify.sh: no face in a radiograph: exit 22, the server's 422 in words" \
+    test "$rc:$(jq -r .error "$tmp/out" | cut -c1-24)" = "22:no face found in image 2"
+  run "$C/predict-raw.sh" faces "$p1"
+  check "curl/predict-raw.sh on the faces model: faces with box, landmarks, age, gender, expression" \
+    jqt '(.predictions[0].faces | length >= 1) and (.predictions[0].faces[0] | .box.width > 0 and (.landmarks | length == 68) and (.age | type == "number") and .gender.label and .expression.label)'
+  face_env=(SALIENT_FACE_PHOTOS="$p1 $p2")
+else
+  echo "# no face-api weights (scripts/fetch-faceapi.sh): face verification not checked"
+  face_env=()
+fi
 
 # ---- clients/python -------------------------------------------------------------------------
 echo "# clients/python (python3 -I -S: the standard library only)"
 mkdir -p "$tmp/py"
-SALIENT_KEYED_URL=$keyed SALIENT_TEST_KEY=$key "$PY" -I -S "$SRCDIR/clients/python/test_salient_client.py" "$data" "$tmp/py" >"$tmp/py.log" 2>&1
+env "${face_env[@]}" SALIENT_KEYED_URL=$keyed SALIENT_TEST_KEY=$key "$PY" -I -S "$SRCDIR/clients/python/test_salient_client.py" "$data" "$tmp/py" >"$tmp/py.log" 2>&1
 rc=$?
 sed 's/^/  /' "$tmp/py.log"
 check "clients/python: $(tail -n 1 "$tmp/py.log")" test $rc -eq 0
@@ -104,7 +131,7 @@ check "clients/python: $(tail -n 1 "$tmp/py.log")" test $rc -eq 0
 # ---- clients/js -----------------------------------------------------------------------------
 if command -v node >/dev/null && node -e 'process.exit(typeof fetch === "function" ? 0 : 1)'; then
   for n in node ${SALIENT_NODE18:+"$SALIENT_NODE18"}; do
-    SALIENT_KEYED_URL=$keyed SALIENT_TEST_KEY=$key "$n" "$SRCDIR/clients/js/test_salient.mjs" "$a" "$b" >"$tmp/js.log" 2>&1
+    env "${face_env[@]}" SALIENT_KEYED_URL=$keyed SALIENT_TEST_KEY=$key "$n" "$SRCDIR/clients/js/test_salient.mjs" "$a" "$b" >"$tmp/js.log" 2>&1
     rc=$?
     sed 's/^/  /' "$tmp/js.log"
     check "clients/js under $(sed -n 's/^# node //p' "$tmp/js.log"): $(tail -n 1 "$tmp/js.log")" test $rc -eq 0

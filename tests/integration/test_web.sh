@@ -22,11 +22,19 @@ expect() { # name, want, got
 }
 command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 77; }
 
-# chexnet-demo (4 attention layers and exact CAMs), and the faces model when there is one.
+# chexnet-demo (4 attention layers and exact CAMs), and the faces model when face-api's weights
+# and photographs have been fetched (scripts/fetch-faceapi.sh).
 mkdir -p "$tmp/repo"
 ln -s "$SRCDIR/models/repo/chexnet-demo" "$tmp/repo/chexnet-demo"
-for f in "${SALIENT_FACES_MODEL:-}" "$PWD/model-repo/faces" "$SRCDIR/build/model-repo/faces"; do
-  if [ -n "$f" ] && [ -f "$f/manifest.json" ]; then ln -s "$f" "$tmp/repo/faces"; break; fi
+faceapi=
+for d in "${SALIENT_FACEAPI_DIR:-}" "$PWD/faceapi" "$SRCDIR/build/faceapi"; do
+  if [ -n "$d" ] && [ -f "$d/model/ssd_mobilenetv1_model-weights_manifest.json" ] && [ -f "$d/demo/sample1.jpg" ]; then
+    faceapi=$d
+    mkdir "$tmp/repo/faces"
+    cp "$SRCDIR/models/repo/faces/manifest.json" "$tmp/repo/faces/"
+    ln -s "$d"/model/* "$tmp/repo/faces/"
+    break
+  fi
 done
 start() { # log file, flags... -> sets $port
   "$SALIENTD" --model-repo "$tmp/repo" --port 0 --host 127.0.0.1 --threads 1 "${@:2}" 2>"$1" &
@@ -88,18 +96,13 @@ if [ -n "$why" ]; then
   [ "$fail" -eq 0 ] || exit 1
   exit 77
 fi
-photo=${SALIENT_FACE_PHOTO:-}
-faces=${SALIENT_FACE_PHOTO_FACES:-}
-if [ -e "$tmp/repo/faces" ] && [ -z "$photo" ]; then
-  # face-api's demo photograph with three faces, from its npm package (as scripts/fetch-faceapi.sh fetches it).
-  for p in "$SRCDIR/clients/web/test/node_modules/@vladmandic/face-api/demo/sample1.jpg" "$PWD/faceapi/package/demo/sample1.jpg"; do
-    [ -f "$p" ] && { photo=$p; faces=3; break; }
-  done
-fi
+# face-api's demo photograph with three people, and one of another person for verification.
+photo= faces= other=
+if [ -n "$faceapi" ]; then photo=$faceapi/demo/sample1.jpg faces=3 other=$faceapi/demo/sample2.jpg; fi
 rm -rf "$OUT"
 mkdir -p "$OUT"
 SALIENT_URL=$base SALIENT_KEYED_URL=$keyed SALIENT_TEST_KEY=$key XRAY="$SRCDIR/tests/data/phantom_00000.png" \
-  PHOTO="$photo" FACES="$faces" OUT="$OUT" CHROMIUM="${CHROMIUM:-/usr/bin/chromium}" \
+  PHOTO="$photo" FACES="$faces" PHOTO2="$other" OUT="$OUT" CHROMIUM="${CHROMIUM:-/usr/bin/chromium}" \
   node "$SRCDIR/clients/web/test/web.test.mjs" >"$tmp/browser.log" 2>&1
 rc=$?
 sed 's/^/  /' "$tmp/browser.log"

@@ -35,6 +35,7 @@ const STATUS_WORDS = {
   404: 'Not found on this server.',
   413: 'The image is too large for this server.',
   415: 'This file is not an image the server can read (PNG or JPEG).',
+  422: 'No face was found in one of the photos.',
   429: 'The server is busy. Try again in a moment.',
   500: 'The server failed on this request (a bug on our side).',
   503: 'The server is busy or still loading its models. Try again in a moment.',
@@ -489,12 +490,12 @@ async function verifyFaces() {
   out.textContent = 'Comparing…';
   clearError();
   try {
-    const r = await state.client.verify(a, b);
-    const same = r.same ?? r.same_person ?? r.match ?? r.verified;
-    const dist = typeof r.distance === 'number' ? `distance ${r.distance.toFixed(3)}` : '';
-    const thr = typeof r.threshold === 'number' ? ` (same person below ${r.threshold})` : '';
-    out.textContent = (same === undefined ? JSON.stringify(r) : same ? 'Same person' : 'Different people') + (dist ? ` — ${dist}${thr}` : '');
-    out.className = 'verify-result ' + (same ? 'same' : 'different');
+    const faces = state.models.find((m) => isFaces(m) && m.state === 'READY');
+    const r = await state.client.verify(a, b, faces ? { model: faces.name } : {});
+    out.textContent = `${r.same_person ? 'Same person' : 'Different people'} — descriptor distance ${r.distance.toFixed(3)}` +
+      ` (the same person below ${r.threshold})`;
+    out.className = 'verify-result ' + (r.same_person ? 'same' : 'different');
+    out.dataset.same = String(r.same_person);
   } catch (e) {
     out.textContent = '';
     showError(e, 'Comparing faces');

@@ -3,7 +3,7 @@
 // and runs this with:
 //   SALIENT_URL       a salientd with --web-root clients/web serving chexnet-demo (and faces, if any)
 //   SALIENT_KEYED_URL the same with --api-key $SALIENT_TEST_KEY
-//   XRAY              a phantom PNG;  PHOTO  a photograph with FACES faces (optional)
+//   XRAY              a phantom PNG;  PHOTO  a photograph with FACES faces, PHOTO2 another person (optional)
 //   OUT               where screenshots go;  CHROMIUM  the browser (default /usr/bin/chromium)
 // Prints "ok"/"FAIL" lines and "N passed, N failed".
 import { readFile, mkdir } from 'node:fs/promises';
@@ -165,6 +165,21 @@ try {
     expect('each face lists age, gender and expression', items.length === n && items.every((t) => /age ≈ \d+/.test(t) && /(male|female)/.test(t)), items[0]);
     expect('boxes and landmarks drawn over the photo', await page.isVisible('#faces-canvas'));
     await shot(page, 'photo-faces.png');
+    // Compare two faces: the same photo twice, then two people.
+    expect('the compare panel is offered with a faces model', await page.isVisible('#verify'));
+    await page.setInputFiles('#verify-a', env.PHOTO);
+    await page.setInputFiles('#verify-b', env.PHOTO);
+    await page.click('#verify-go');
+    await page.waitForSelector('#verify-result[data-same]', { timeout: 180000 });
+    const same = await page.textContent('#verify-result');
+    expect('the same photo twice: "Same person"', same.startsWith('Same person — descriptor distance 0.000'), same);
+    await page.evaluate(() => delete document.getElementById('verify-result').dataset.same);
+    await page.setInputFiles('#verify-b', env.PHOTO2);
+    await page.click('#verify-go');
+    await page.waitForSelector('#verify-result[data-same]', { timeout: 180000 });
+    const differ = await page.textContent('#verify-result');
+    expect('two people: "Different people"', differ.startsWith('Different people — descriptor distance'), differ);
+    await shot(page, 'photo-verify.png');
   } else {
     console.log('# no faces model on this server (or no photo): real face checks skipped');
   }
