@@ -85,7 +85,8 @@ start() {
   fi
   spid=
   for _ in $(seq 1 600); do
-    spid=$(ss -ltnpH "sport = :$cport" 2>/dev/null | sed -n 's/.*"salientd",pid=\([0-9]*\).*/\1/p' | head -n 1)
+    # (salientd may re-exec itself to set its OpenMP environment, so it can be named "exe")
+    spid=$(ss -ltnpH "sport = :$cport" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n 1)
     [ -n "$spid" ] && return 0
     sleep 0.2
   done
@@ -125,7 +126,7 @@ else
 fi
 expect "... the image's user and group salient" "salient:salient" "$user"
 ppid=$(awk '{print $4}' /proc/"$spid"/stat)
-[ "$(cat /proc/"$ppid"/comm)" != salient-entrypo ] && [ "$(cat /proc/"$spid"/comm)" = salientd ] \
+[ "$(cat /proc/"$ppid"/comm)" != salient-entrypo ] && [ "$(readlink /proc/"$spid"/exe | sed 's|.*/usr/local/bin/|/usr/local/bin/|')" = /usr/local/bin/salientd ] \
   && ok "the entrypoint execs salientd (signals reach it)" || bad "the entrypoint execs salientd: parent is $(cat /proc/"$ppid"/comm)"
 tr '\0' ' ' </proc/"$spid"/cmdline >"$tmp/cmdline"
 grep -q -- "--port $port --host 127.0.0.1 .*--threads 1 .*--max-batch-size 4" "$tmp/cmdline" \
@@ -136,6 +137,14 @@ for m in chexnet-demo covid-resnet-demo quadrant-demo; do
   grep -q "\"name\":\"$m\",\"version\":\"1\",\"family\":\"[a-z_]*\",\"task\":\"[a-z]*\",\"demo\":true,\"state\":\"READY\"" "$tmp/models" \
     && ok "demo model $m inside" || bad "demo model $m inside: $(head -c 300 "$tmp/models")"
 done
+if ls "$SRCDIR"/build/faceapi/vladmandic-face-api-*.tgz >/dev/null 2>&1 && [ -n "$(ls "$SRCDIR"/build/faceapi/demo/*.jpg 2>/dev/null)" ]; then
+  photo=$(ls "$SRCDIR"/build/faceapi/demo/*.jpg | head -n 1)
+  n=$(curl -s -H 'Content-Type: image/jpeg' --data-binary @"$photo" "$base/v1/models/faces:predict" | grep -o '"landmarks":' | wc -l)
+  [ "$n" -ge 1 ] && ok "the faces model inside (face-api's weights from build/faceapi): $n face(s) in $(basename "$photo")" \
+    || bad "the faces model inside: $(curl -s "$base/v1/models/faces" | head -c 300)"
+else
+  echo "# no build/faceapi/vladmandic-face-api-*.tgz (scripts/fetch-faceapi.sh): the image has no faces model"
+fi
 code=$(curl -s -o "$tmp/pred" -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$SRCDIR/tests/data/phantom_00000.png" \
   "$base/v1/models/chexnet-demo:predict?top_k=2&attention=png")
 expect "a prediction with attention overlays" 200 "$code"
