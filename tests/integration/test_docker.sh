@@ -31,8 +31,10 @@ bpids=()
 cleanup() {
   for p in "${bpids[@]}"; do kill "$p" 2>/dev/null; done
   wait 2>/dev/null
-  podman rm -f -t 0 "$name" "$name-own" >/dev/null 2>&1
-  buildah rm "$name" "$name-own" "$name-tools" >/dev/null 2>&1
+  for n in "$name" "$name-own" "$name-tools"; do
+    podman rm -f --ignore "$n" >/dev/null 2>&1
+    buildah rm "$n" >/dev/null 2>&1
+  done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -44,6 +46,7 @@ expect() { # name, want, got
 }
 finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
 
+old_image=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null)
 # Build. --format docker: OCI images have no HEALTHCHECK. Chroot isolation and the host's
 # network: no container runtime networking is needed to build.
 if (cd "$SRCDIR" && buildah bud --isolation chroot --network host --layers --format docker \
@@ -53,6 +56,18 @@ else
   bad "buildah bud: $(tail -n 20 "$tmp/build.log")"
   finish
 fi
+# The build stage's cached layers (compiler, sources: ~1 GB a chain) that this build replaced
+# would pile up with every change of the sources: keep the current chain (tagged :test-build,
+# all from the cache just filled), remove the other untagged ones with the build stage's label.
+if (cd "$SRCDIR" && buildah bud --isolation chroot --network host --layers --format docker --target build \
+      --build-arg BASE="$BASE" -f docker/Dockerfile -t "$IMAGE-build" .) >>"$tmp/build.log" 2>&1; then
+  keep=" $(podman history --format '{{.ID}}' "$IMAGE-build" | tr '\n' ' ') "
+  for id in $(podman images -q --filter dangling=true --filter label=org.salient.stage=build); do
+    case $keep in *" $id "*) ;; *) podman rmi "$id" >/dev/null 2>&1 ;; esac
+  done
+fi
+new_image=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null)
+[ -n "$old_image" ] && [ "$old_image" != "$new_image" ] && podman rmi "$old_image" >/dev/null 2>&1
 grep -q "^not in the image: " "$tmp/build.log" && sed -n 's/^not in the image: /# not in the image: /p' "$tmp/build.log"
 expect "the image's user is 10001" "10001:10001" "$(podman image inspect --format '{{.Config.User}}' "$IMAGE")"
 podman image inspect --format '{{json .Config.Healthcheck}}' "$IMAGE" | grep -q '/usr/local/bin/salient-healthcheck' \
