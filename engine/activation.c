@@ -7,6 +7,27 @@
 
 #include "engine/error.h"
 
+/* erf as a rational minimax fit on [-4, 4] (Eigen's float erf; beyond 4, erf is 1 in float):
+ * max abs error 4e-7 against erf in double, and, unlike libm's erff, a straight-line formula the
+ * compiler vectorises. GELU with erff was a quarter of Swin-T's time; this is 6-8x faster. */
+static inline float erf_fast(float v)
+{
+    float x = v > 4.0f ? 4.0f : v;
+    x = x < -4.0f ? -4.0f : x;
+    float x2 = x * x;
+    float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
+    p = x2 * p + -2.10102402082508e-06f;
+    p = x2 * p + -5.69250639462346e-05f;
+    p = x2 * p + -7.34990630326855e-04f;
+    p = x2 * p + -2.95459980854025e-03f;
+    p = x2 * p + -1.60960333262415e-02f;
+    float q = x2 * -1.45660718464996e-05f + -2.13374055278905e-04f;
+    q = x2 * q + -1.68282697438203e-03f;
+    q = x2 * q + -7.37332916720468e-03f;
+    q = x2 * q + -1.42647390514189e-02f;
+    return x * p / q;
+}
+
 static inline float act_one(enum eng_act act, float param, float v)
 {
     switch (act) {
@@ -17,7 +38,7 @@ static inline float act_one(enum eng_act act, float param, float v)
     case ENG_ACT_LEAKY_RELU:
         return v >= 0.0f ? v : v * param;
     case ENG_ACT_GELU:
-        return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+        return 0.5f * v * (1.0f + erf_fast(v * 0.70710678118654752f));
     case ENG_ACT_QUICK_GELU:
         return v / (1.0f + expf(-1.702f * v));
     case ENG_ACT_SIGMOID:
@@ -28,6 +49,10 @@ static inline float act_one(enum eng_act act, float param, float v)
     return v;
 }
 
+/* An AVX2 copy where the CPU has it (GELU's erf is a dozen operations a value; 8 lanes, not 4). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 void eng_act_rows(enum eng_act act, float param, float *x, int64_t rows, int64_t cols, int64_t ld)
 {
     if (act == ENG_ACT_NONE)
@@ -43,6 +68,10 @@ void eng_act_rows(enum eng_act act, float param, float *x, int64_t rows, int64_t
         case ENG_ACT_RELU6:
             for (int64_t i = 0; i < cols; i++)
                 p[i] = p[i] < 0.0f ? 0.0f : (p[i] > 6.0f ? 6.0f : p[i]);
+            break;
+        case ENG_ACT_GELU:
+            for (int64_t i = 0; i < cols; i++)
+                p[i] = 0.5f * p[i] * (1.0f + erf_fast(p[i] * 0.70710678118654752f));
             break;
         default:
             for (int64_t i = 0; i < cols; i++)

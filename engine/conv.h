@@ -12,10 +12,12 @@
  *   if (eng_conv2d(&ctx, &conv, &x, &y) < 0) die(eng_errmsg());    // y [n, oh, ow, 64], preallocated
  *   eng_conv_free(&conv);
  *
- * Three paths, chosen per call:
+ * Four paths, chosen per call:
  *  - 1x1, stride 1, no padding, one group: a single GEMM from x straight into y, no copy. With
  *    x a channel prefix and y a channel slice of one wide buffer (both via their row stride,
  *    eng_tensor_ld), DenseNet's concatenation costs nothing.
+ *  - 3x3, stride 1, one group: Winograd F(4x4, 3x3) with weights transformed at load
+ *    (engine/winograd.h), 2.25 instead of 9 multiply-adds per output and channel pair.
  *  - depthwise (groups == cin, cout a multiple of cin): a direct loop over channels.
  *  - everything else: im2col of a tile of output pixels into per-thread scratch, one GEMM per
  *    tile and group, bias and activation applied while the tile is still in cache.
@@ -55,6 +57,8 @@ struct eng_conv {
      * Depthwise: [kh*kw x cout], channels innermost, for the per-channel loop. */
     float *w;
     float *bias; /* owned, cout floats, or NULL */
+    float *wino; /* owned, or NULL: for a stride-1 3x3 layer, the weights Winograd-transformed
+                  * [36][cin][cout] (engine/winograd.h), used when the map is large enough */
 };
 
 /* Parameters of torch's Conv2d(cin, cout, k, stride, padding, dilation, groups): square kernel,

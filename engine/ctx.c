@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <cblas.h>
 #ifdef _OPENMP
@@ -11,6 +12,7 @@
 #endif
 
 #include "engine/error.h"
+#include "engine/pool.h"
 
 static pthread_once_t eng_once = PTHREAD_ONCE_INIT;
 
@@ -32,12 +34,21 @@ int eng_ctx_init(struct eng_ctx *ctx, int nthreads, size_t scratch_bytes)
 {
     eng_init();
     ctx->nthreads = nthreads < 1 ? 1 : nthreads;
-    return eng_arena_init(&ctx->scratch, "scratch", scratch_bytes);
+    ctx->pool = NULL;
+    if (eng_arena_init(&ctx->scratch, "scratch", scratch_bytes) < 0)
+        return -1;
+    if (ctx->nthreads > 1 && !getenv("SALIENT_OPENMP") && !(ctx->pool = eng_pool_create(ctx->nthreads - 1))) {
+        eng_arena_free(&ctx->scratch);
+        return -1;
+    }
+    return 0;
 }
 
 void eng_ctx_free(struct eng_ctx *ctx)
 {
     eng_arena_free(&ctx->scratch);
+    eng_pool_destroy(ctx->pool);
+    ctx->pool = NULL;
 }
 
 void eng_parallel(const struct eng_ctx *ctx, int max_tasks, void (*fn)(void *arg, int ith, int nth),
@@ -48,6 +59,10 @@ void eng_parallel(const struct eng_ctx *ctx, int max_tasks, void (*fn)(void *arg
         nth = max_tasks;
     if (nth <= 1) {
         fn(arg, 0, 1);
+        return;
+    }
+    if (ctx->pool) {
+        eng_pool_run(ctx->pool, nth, fn, arg);
         return;
     }
 #ifdef _OPENMP

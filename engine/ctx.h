@@ -6,7 +6,8 @@
  *   eng_ctx_free(&ctx);
  *
  * Threading rule: the engine parallelises each op itself, splitting rows across
- * ctx->nthreads threads (OpenMP underneath; kernels see only (ith, nth)), and calls OpenBLAS
+ * ctx->nthreads threads (engine/pool.h underneath, OpenMP for a context set up by hand;
+ * kernels see only (ith, nth)), and calls OpenBLAS
  * from those threads with OpenBLAS's own threading fixed at 1, set once by eng_init().
  * So a worker running with nthreads = k uses exactly k cores, never k x OpenBLAS's default.
  *
@@ -22,16 +23,21 @@
 
 #include "engine/arena.h"
 
+struct eng_pool;
+
 struct eng_ctx {
     int nthreads;             /* threads each op splits its work over (>= 1) */
     struct eng_arena scratch; /* workspace borrowed by ops; empty between ops */
+    struct eng_pool *pool;    /* owned: nthreads - 1 workers (engine/pool.h), or NULL (then OpenMP) */
 };
 
 /* Process-wide set-up, idempotent and thread-safe: fixes OpenBLAS to 1 thread (see above). */
 void eng_init(void);
 
 /* nthreads < 1 means 1. scratch_bytes may be 0 for ops that need none. Calls eng_init().
- * Returns 0, or -1 with a message. */
+ * With nthreads > 1 starts nthreads - 1 pool workers (engine/pool.h), stopped by
+ * eng_ctx_free; SALIENT_OPENMP set in the environment keeps OpenMP teams instead (for
+ * comparison). Returns 0, or -1 with a message. */
 int eng_ctx_init(struct eng_ctx *ctx, int nthreads, size_t scratch_bytes);
 void eng_ctx_free(struct eng_ctx *ctx);
 

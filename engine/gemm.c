@@ -47,8 +47,9 @@ void eng_gemm(const struct eng_ctx *ctx, bool trans_a, bool trans_b, int64_t m, 
 {
     struct gemm_job j = {trans_a, trans_b, m, n, k, alpha, beta, a, b, c, lda, ldb, ldc, false};
     int nth = ctx->nthreads;
-    /* Below ~16 rows per thread OpenBLAS's micro-kernels idle; split the columns instead. */
-    j.split_n = m < 16 * (int64_t)nth && n > m;
+    /* More columns than rows: split the columns, so each thread packs only its share of B (and
+     * below ~16 rows per thread OpenBLAS's micro-kernels would idle anyway). */
+    j.split_n = n > m;
     int64_t along = j.split_n ? n : m;
     int64_t flops = m * n * k;
     int tasks = flops < (int64_t)1 << 18 ? 1 : (int)(along < nth ? along : nth);

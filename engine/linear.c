@@ -11,9 +11,11 @@
 /* Below this many multiply-adds a product runs on one thread: waking the others costs more. */
 #define LIN_MIN_PARALLEL_FLOPS ((int64_t)1 << 18)
 /* Rows per GEMM call in the row split: enough that OpenBLAS repacking B is amortised, few
- * enough that the tile is still in L2 when the epilogue walks it. */
+ * enough that the tile is still in L2 when the epilogue walks it. Every call repacks all of B
+ * (k x n weights, megabytes in a CNN's late stages) for a few cycles of work per weight and
+ * row, so rows win over cache: at 32 rows the packing cost as much as the multiplies. */
 #define LIN_TILE_BYTES ((int64_t)256 << 10)
-#define LIN_MIN_TILE_ROWS 32
+#define LIN_MIN_TILE_ROWS 256
 
 /* The build's -O2 leaves loops of unknown trip count scalar; the engine is built with OpenMP. */
 #ifdef _OPENMP
@@ -139,7 +141,10 @@ int eng_rows_gemm(const struct eng_ctx *ctx, const struct eng_tensor *x, const f
     if (j.m == 0)
         return 0;
     int nth = ctx->nthreads;
-    j.split_n = j.m < 16 * (int64_t)nth && j.n > j.m;
+    /* Split the columns when there are more of them than rows: each thread then packs and
+     * streams only its share of B (the weights: megabytes in the late stages of a CNN or Swin's
+     * MLPs at batch 1) instead of all of it, while the rows it re-reads are the smaller side. */
+    j.split_n = j.n > j.m && (j.n + 15) / 16 >= nth;
     int64_t units = j.split_n ? (j.n + 15) / 16 : j.m;
     int tasks = j.m * j.n * j.k < LIN_MIN_PARALLEL_FLOPS ? 1 : (int)(units < nth ? units : nth);
     eng_parallel(ctx, tasks, rg_part, &j);

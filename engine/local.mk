@@ -7,9 +7,11 @@ engine_libengine_la_SOURCES = \
 	engine/tensor.c engine/tensor.h \
 	engine/arena.c engine/arena.h \
 	engine/ctx.c engine/ctx.h \
+	engine/pool.c engine/pool.h \
 	engine/gemm.c engine/gemm.h \
 	engine/activation.c engine/activation.h \
 	engine/conv.c engine/conv.h \
+	engine/winograd.c engine/winograd.h \
 	engine/linear.c engine/linear.h \
 	engine/pooling.c engine/pooling.h \
 	engine/eltwise.c engine/eltwise.h \

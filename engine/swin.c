@@ -124,12 +124,28 @@ static size_t sw_slice_bytes(const struct eng_swin_attn *a, const struct sw_geom
            sw_align((size_t)(g->t * g->t) * sizeof(float)) + sw_align((size_t)g->t * sizeof(int));
 }
 
+/* Fewer windows than threads (Swin-T's last stage at batch 1 is one window): rather than leave
+ * threads idle, all windows go through one slice phase by phase, the GEMMs and the heads split
+ * across the threads, each thread with its own score buffer. */
+static bool sw_few(int nthreads, const struct sw_geom *g)
+{
+    return nthreads > 1 && g->nwin < nthreads;
+}
+
+static size_t sw_few_bytes(int nthreads, const struct eng_swin_attn *a, const struct sw_geom *g)
+{
+    return sw_slice_bytes(a, g) + (size_t)nthreads * sw_align((size_t)(g->t * g->t) * sizeof(float)) +
+           (size_t)nthreads * sw_align((size_t)g->t * sizeof(int));
+}
+
 size_t eng_swin_attn_scratch_bytes(const struct eng_swin_attn *a, int nthreads, int64_t n, int64_t h, int64_t w)
 {
     if (n <= 0 || h <= 0 || w <= 0)
         return 0;
     struct sw_geom g;
     sw_geom_make(a, n, h, w, &g);
+    if (sw_few(nthreads, &g))
+        return sw_few_bytes(nthreads, a, &g);
     return (size_t)sw_slices(nthreads, &g) * sw_slice_bytes(a, &g);
 }
 
@@ -171,63 +187,115 @@ static char *sw_pixel(const struct sw_job *job, const struct eng_tensor *t, int6
     return (char *)t->data + n * t->nb[0] + sy * t->nb[1] + sx * t->nb[2];
 }
 
-static void sw_attn_block(const struct sw_job *job, int64_t w0, int64_t nw, float *xb, float *qkv, float *sc,
-                          int *reg)
+/* exp(x) for x <= 0 (softmax after subtracting the row's maximum), Cephes' expf: x = n ln2 + r,
+ * |r| <= ln2 / 2, a degree-6 polynomial for e^r, 2^n put in the exponent bits; within 2 ulp
+ * of expf. Straight-line code (the rounding by the 1.5 * 2^23 trick, no floorf) so the row
+ * loop vectorises, which libm's expf call does not: the softmax was 7% of Swin-T. */
+static inline float sw_exp_neg(float x)
 {
-    const struct eng_swin_attn *a = job->a;
-    const struct sw_geom *g = &job->g;
-    int64_t t = g->t, c = a->dim, c3 = 3 * c, hd = a->head_dim, rows = nw * t;
-    bool masked = g->sh > 0 || g->sw > 0;
-    size_t row_bytes = (size_t)c * sizeof(float);
+    x = x < -87.0f ? -87.0f : x;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, sizeof scale);
+    return p * scale;
+}
 
+/* Rows [0, t) of one head's scores: + relative position bias (+ -100 between regions of a
+ * shifted map), then softmax, in one pass over each row while it is in L1. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((target_clones("avx2", "default"))) /* 8 lanes where the CPU has them */
+#endif
+static void sw_softmax_rows(float *sc, int64_t t, const float *bias, const int *reg, bool masked)
+{
+    float mask[64 * 64]; /* t <= 64 * 64, eng_swin_attn_init's limit */
+    for (int64_t i = 0; i < t; i++) {
+        float *s = sc + i * t;
+        const float *b = bias + i * t;
+        if (masked) {
+            for (int64_t j = 0; j < t; j++)
+                mask[j] = reg[i] != reg[j] ? -100.0f : 0.0f;
+            for (int64_t j = 0; j < t; j++)
+                s[j] = (s[j] + b[j]) + mask[j];
+        } else {
+            for (int64_t j = 0; j < t; j++)
+                s[j] += b[j];
+        }
+        float m = s[0];
+        for (int64_t j = 1; j < t; j++)
+            m = s[j] > m ? s[j] : m;
+        for (int64_t j = 0; j < t; j++)
+            s[j] = sw_exp_neg(s[j] - m);
+        float sum = 0.0f; /* in order, as a separate loop: the one above then vectorises */
+        for (int64_t j = 0; j < t; j++)
+            sum += s[j];
+        float inv = 1.0f / sum;
+        for (int64_t j = 0; j < t; j++)
+            s[j] *= inv;
+    }
+}
+
+/* Windows [w0, w0 + nw) of x into xb, one token per row (zeros for padding tokens). */
+static void sw_gather(const struct sw_job *job, int64_t w0, int64_t nw, float *xb)
+{
+    int64_t t = job->g.t, c = job->a->dim;
     for (int64_t w = 0; w < nw; w++)
         for (int64_t k = 0; k < t; k++) {
             const char *p = sw_pixel(job, job->x, w0 + w, k, NULL);
             float *dst = xb + (w * t + k) * c;
             if (p)
-                memcpy(dst, p, row_bytes);
+                memcpy(dst, p, (size_t)c * sizeof(float));
             else
-                memset(dst, 0, row_bytes);
+                memset(dst, 0, (size_t)c * sizeof(float));
         }
+}
 
-    /* One thread's block: the serial GEMM and epilogue under eng_rows_gemm, on scratch rows. */
-    eng_gemm_serial(false, false, rows, c3, c, 1.0f, xb, c, a->qkv.w, c3, 0.0f, qkv, c3);
+/* qkv's bias, then q scaled as torch does it, after the bias: q = (x Wq + bq) * hd^-0.5. */
+static void sw_qkv_epilogue(const struct eng_swin_attn *a, float *qkv, int64_t rows)
+{
+    int64_t c = a->dim, c3 = 3 * c;
     eng_bias_act_rows(qkv, rows, c3, c3, a->qkv.bias, ENG_ACT_NONE, 0.0f);
-    /* torch scales q after adding the bias: q = (x Wq + bq) * hd^-0.5. */
-    const float scale = 1.0f / sqrtf((float)hd);
+    const float scale = 1.0f / sqrtf((float)a->head_dim);
     for (int64_t r = 0; r < rows; r++) {
         float *q = qkv + r * c3;
         for (int64_t j = 0; j < c; j++)
             q[j] *= scale;
     }
+}
 
+/* Heads [h0, h1) of windows [w0, w0 + nw): softmax(q k^T + bias) v into ow's head columns. */
+static void sw_heads(const struct sw_job *job, int64_t w0, int64_t nw, const float *qkv, float *o, float *sc,
+                     int *reg, int64_t h0, int64_t h1)
+{
+    const struct eng_swin_attn *a = job->a;
+    int64_t t = job->g.t, c = a->dim, c3 = 3 * c, hd = a->head_dim;
+    bool masked = job->g.sh > 0 || job->g.sw > 0;
     for (int64_t w = 0; w < nw; w++) {
         const float *qw = qkv + w * t * c3;
-        float *ow = xb + w * t * c; /* the tokens are no longer needed: the output goes there */
+        float *ow = o + w * t * c;
         if (masked)
             for (int64_t k = 0; k < t; k++)
                 (void)sw_pixel(job, job->x, w0 + w, k, &reg[k]);
-        for (int64_t h = 0; h < a->heads; h++) {
+        for (int64_t h = h0; h < h1; h++) {
             eng_gemm_serial(false, true, t, t, hd, 1.0f, qw + h * hd, c3, qw + c + h * hd, c3, 0.0f, sc, t);
-            const float *bias = a->bias + h * t * t;
-            for (int64_t i = 0; i < t; i++) {
-                float *s = sc + i * t;
-                const float *b = bias + i * t;
-                if (masked)
-                    for (int64_t j = 0; j < t; j++)
-                        s[j] = (s[j] + b[j]) + (reg[i] != reg[j] ? -100.0f : 0.0f);
-                else
-                    for (int64_t j = 0; j < t; j++)
-                        s[j] += b[j];
-                eng_softmax_row(s, t);
-            }
+            sw_softmax_rows(sc, t, a->bias + h * t * t, reg, masked);
             eng_gemm_serial(false, false, t, hd, t, 1.0f, sc, t, qw + 2 * c + h * hd, c3, 0.0f, ow + h * hd, c);
         }
     }
+}
 
-    float *out = qkv; /* [rows, c] */
-    eng_gemm_serial(false, false, rows, c, c, 1.0f, xb, c, a->proj.w, c, 0.0f, out, c);
-    eng_bias_act_rows(out, rows, c, c, a->proj.bias, ENG_ACT_NONE, 0.0f);
+/* out (rows of the projection, bias added) back to y's real pixels, added or copied. */
+static void sw_scatter(const struct sw_job *job, int64_t w0, int64_t nw, const float *out)
+{
+    int64_t t = job->g.t, c = job->a->dim;
     for (int64_t w = 0; w < nw; w++)
         for (int64_t k = 0; k < t; k++) {
             float *p = (float *)sw_pixel(job, job->y, w0 + w, k, NULL);
@@ -238,8 +306,25 @@ static void sw_attn_block(const struct sw_job *job, int64_t w0, int64_t nw, floa
                 for (int64_t j = 0; j < c; j++)
                     p[j] += o[j];
             else
-                memcpy(p, o, row_bytes);
+                memcpy(p, o, (size_t)c * sizeof(float));
         }
+}
+
+/* One thread's block of windows, start to end on its own scratch. */
+static void sw_attn_block(const struct sw_job *job, int64_t w0, int64_t nw, float *xb, float *qkv, float *sc,
+                          int *reg)
+{
+    const struct eng_swin_attn *a = job->a;
+    int64_t c = a->dim, c3 = 3 * c, rows = nw * job->g.t;
+    sw_gather(job, w0, nw, xb);
+    eng_gemm_serial(false, false, rows, c3, c, 1.0f, xb, c, a->qkv.w, c3, 0.0f, qkv, c3);
+    sw_qkv_epilogue(a, qkv, rows);
+    /* the tokens are no longer needed: the attention output goes over them */
+    sw_heads(job, w0, nw, qkv, xb, sc, reg, 0, a->heads);
+    float *out = qkv; /* [rows, c] */
+    eng_gemm_serial(false, false, rows, c, c, 1.0f, xb, c, a->proj.w, c, 0.0f, out, c);
+    eng_bias_act_rows(out, rows, c, c, a->proj.bias, ENG_ACT_NONE, 0.0f);
+    sw_scatter(job, w0, nw, out);
 }
 
 static void sw_attn_task(void *arg, int ith, int nth)
@@ -259,6 +344,43 @@ static void sw_attn_task(void *arg, int ith, int nth)
     eng_split(g->nwin, ith, nth, &b0, &b1);
     for (int64_t w = b0; w < b1; w += wb)
         sw_attn_block(job, w, b1 - w < wb ? b1 - w : wb, xb, qkv, sc, reg);
+}
+
+struct sw_few_job {
+    const struct sw_job *job;
+    const float *qkv;
+    float *o;
+    char *bufs; /* per thread: scores, then region labels */
+    size_t buf_bytes;
+};
+
+static void sw_few_heads(void *arg, int ith, int nth)
+{
+    const struct sw_few_job *f = arg;
+    int64_t h0, h1;
+    eng_split(f->job->a->heads, ith, nth, &h0, &h1);
+    float *sc = (float *)(f->bufs + (size_t)ith * f->buf_bytes);
+    int *reg = (int *)((char *)sc + sw_align((size_t)(f->job->g.t * f->job->g.t) * sizeof(float)));
+    sw_heads(f->job, 0, f->job->g.nwin, f->qkv, f->o, sc, reg, h0, h1);
+}
+
+static void sw_attn_few(struct eng_ctx *ctx, const struct sw_job *job)
+{
+    const struct eng_swin_attn *a = job->a;
+    const struct sw_geom *g = &job->g;
+    int64_t c = a->dim, c3 = 3 * c, rows = g->nwin * g->t;
+    float *xb = (float *)job->scratch;
+    float *qkv = (float *)(job->scratch + sw_align((size_t)(sw_block_windows(g) * g->t * c) * sizeof(float)));
+    char *bufs = job->scratch + sw_slice_bytes(a, g);
+    sw_gather(job, 0, g->nwin, xb);
+    eng_gemm(ctx, false, false, rows, c3, c, 1.0f, xb, c, a->qkv.w, c3, 0.0f, qkv, c3);
+    sw_qkv_epilogue(a, qkv, rows);
+    struct sw_few_job f = {job, qkv, xb, bufs,
+                           sw_align((size_t)(g->t * g->t) * sizeof(float)) + sw_align((size_t)g->t * sizeof(int))};
+    eng_parallel(ctx, (int)(a->heads < ctx->nthreads ? a->heads : ctx->nthreads), sw_few_heads, &f);
+    eng_gemm(ctx, false, false, rows, c, c, 1.0f, xb, c, a->proj.w, c, 0.0f, qkv, c);
+    eng_bias_act_rows(qkv, rows, c, c, a->proj.bias, ENG_ACT_NONE, 0.0f);
+    sw_scatter(job, 0, g->nwin, qkv);
 }
 
 int eng_swin_window_attention(struct eng_ctx *ctx, const struct eng_swin_attn *a, const struct eng_tensor *x,
@@ -284,6 +406,15 @@ int eng_swin_window_attention(struct eng_ctx *ctx, const struct eng_swin_attn *a
 
     struct sw_job job = {.a = a, .x = x, .y = y, .accumulate = accumulate};
     sw_geom_make(a, x->ne[0], x->ne[1], x->ne[2], &job.g);
+    if (sw_few(ctx->nthreads, &job.g)) {
+        size_t mark = eng_arena_mark(&ctx->scratch);
+        job.scratch = eng_arena_alloc(&ctx->scratch, sw_few_bytes(ctx->nthreads, a, &job.g));
+        if (!job.scratch)
+            return -1;
+        sw_attn_few(ctx, &job);
+        eng_arena_rewind(&ctx->scratch, mark);
+        return 0;
+    }
     job.nslices = sw_slices(ctx->nthreads, &job.g);
     job.slice_bytes = sw_slice_bytes(a, &job.g);
     size_t mark = eng_arena_mark(&ctx->scratch);

@@ -18,6 +18,12 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 tgz="$dir/vladmandic-face-api-$FACEAPI.tgz"
 
+# Node trusts only its own CA list unless told otherwise: let it use the system's too (where a
+# site adds its own CA with update-ca-certificates, npm then reaches the registry through it).
+if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+fi
+
 if ! command -v npm >/dev/null 2>&1; then
   echo "fetch-faceapi: npm is not installed (scripts/setup.sh installs nodejs and npm)" >&2
   exit 1

@@ -81,7 +81,8 @@ echo "setup: built build/server/salientd"
 # also the Node packages the faces parity test runs face-api with. Serving the other models does
 # not need them, so plain setup goes on without them when the npm registry cannot be reached.
 if [ "${1:-}" = "--test" ]; then
-  scripts/fetch-faceapi.sh --node
+  scripts/fetch-faceapi.sh --node ||
+    echo "setup: warning: face-api could not be fetched from npm; the faces tests will skip" >&2
 elif ! scripts/fetch-faceapi.sh; then
   echo "setup: warning: face-api's weights could not be fetched; the faces model will be missing" >&2
 fi

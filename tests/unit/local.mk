@@ -4,6 +4,8 @@ UNIT_TESTS = \
 	tests/unit/test_gemm \
 	tests/unit/test_activation \
 	tests/unit/test_conv \
+	tests/unit/test_winograd \
+	tests/unit/test_pool \
 	tests/unit/test_linear \
 	tests/unit/test_pooling \
 	tests/unit/test_eltwise \
@@ -14,10 +16,10 @@ UNIT_TESTS = \
 	tests/unit/test_safetensors \
 	tests/unit/test_tfjs \
 	tests/unit/test_manifest \
+	tests/unit/test_faceapi \
 	tests/unit/test_decode_image \
 	tests/unit/test_base64 \
-	tests/unit/test_multipart \
-	tests/unit/test_faceapi
+	tests/unit/test_multipart
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 check_LTLIBRARIES = tests/unit/libfixture.la
@@ -26,6 +28,12 @@ tests_unit_libfixture_la_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JANSSON_CFLAGS)
 UNIT_LDADD = tests/unit/libfixture.la models/libmodels.la engine/libengine.la $(CHECK_LIBS) $(JANSSON_LIBS) $(BLAS_LIBS) $(OPENMP_CFLAGS) -lm
 UNIT_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JANSSON_CFLAGS)
 AM_TESTS_ENVIRONMENT = SALIENT_RUN='$(abs_top_builddir)/tools/salient-run'; export SALIENT_RUN; SALIENT_SRCDIR='$(abs_top_srcdir)'; export SALIENT_SRCDIR; SALIENTD='$(abs_top_builddir)/server/salientd'; export SALIENTD; SALIENT_FIXTURES='$(abs_top_srcdir)/tests/unit/fixtures'; export SALIENT_FIXTURES; OMP_NUM_THREADS=2; export OMP_NUM_THREADS;
+tests_unit_test_winograd_SOURCES = tests/unit/test_winograd.c
+tests_unit_test_winograd_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_winograd_LDADD = $(UNIT_LDADD)
+tests_unit_test_pool_SOURCES = tests/unit/test_pool.c
+tests_unit_test_pool_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_pool_LDADD = $(UNIT_LDADD)
 tests_unit_test_tensor_SOURCES = tests/unit/test_tensor.c
 tests_unit_test_tensor_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_tensor_LDADD = $(UNIT_LDADD)

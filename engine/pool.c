@@ -1,0 +1,162 @@
+/* pool.c: workers that claim parts of a job with one atomic counter, spin briefly when idle, then sleep on a futex. */
+#include "config.h" /* _GNU_SOURCE, for syscall() */
+#include "engine/pool.h"
+
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "engine/error.h"
+
+/* Idle polls before a worker sleeps: with a pause each, some hundreds of microseconds, longer
+ * than the gap between two ops of a forward pass, far shorter than the gap between requests. */
+#define POOL_SPINS 20000
+/* Polls before a caller waiting for a part (claimed by a worker the kernel has descheduled)
+ * starts yielding its core. */
+#define POOL_WAIT_SPINS 2000
+
+struct eng_pool {
+    int nworkers;
+    pthread_t *threads;
+    /* the current job: written by the caller before it publishes the job */
+    void (*fn)(void *arg, int ith, int nth);
+    void *arg;
+    int nparts;
+    uint32_t last;            /* the caller's job counter */
+    _Atomic uint64_t claim;   /* (job << 32) | next unclaimed part */
+    _Atomic int done;         /* parts of the current job finished */
+    _Atomic uint32_t job;     /* futex word: the newest job's number */
+    _Atomic int sleepers;
+    _Atomic int stop;
+};
+
+static inline void pool_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void futex_wait(_Atomic uint32_t *w, uint32_t val)
+{
+    syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake_all(_Atomic uint32_t *w)
+{
+    syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Claim and run parts of job j until none is left. fn, arg and nparts are read only after a
+ * successful claim: the job cannot finish (and be replaced) while a claimed part is running. */
+static void pool_work(struct eng_pool *p, uint32_t j)
+{
+    for (;;) {
+        uint64_t c = atomic_load_explicit(&p->claim, memory_order_acquire);
+        if ((uint32_t)(c >> 32) != j)
+            return;
+        uint32_t idx = (uint32_t)c;
+        if (idx >= (uint32_t)p->nparts)
+            return; /* stale nparts can only make the exchange below fail */
+        if (!atomic_compare_exchange_weak_explicit(&p->claim, &c, c + 1, memory_order_acq_rel,
+                                                   memory_order_relaxed))
+            continue;
+        p->fn(p->arg, (int)idx, p->nparts);
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+    }
+}
+
+static void *pool_main(void *arg)
+{
+    struct eng_pool *p = arg;
+    uint32_t seen = atomic_load_explicit(&p->job, memory_order_acquire);
+    for (;;) {
+        uint32_t j;
+        int spins = 0;
+        while ((j = atomic_load_explicit(&p->job, memory_order_acquire)) == seen) {
+            if (atomic_load_explicit(&p->stop, memory_order_acquire))
+                return NULL;
+            if (++spins < POOL_SPINS) {
+                pool_relax();
+                continue;
+            }
+            atomic_fetch_add(&p->sleepers, 1);
+            if (atomic_load(&p->job) == seen && !atomic_load(&p->stop))
+                futex_wait(&p->job, seen);
+            atomic_fetch_sub(&p->sleepers, 1);
+            spins = 0;
+        }
+        seen = j;
+        pool_work(p, j);
+    }
+}
+
+struct eng_pool *eng_pool_create(int nworkers)
+{
+    struct eng_pool *p = calloc(1, sizeof *p);
+    if (!p || nworkers < 1) {
+        free(p);
+        eng_error(nworkers < 1 ? "thread pool: %d workers, need at least 1" : "thread pool: out of memory (%d)",
+                  nworkers);
+        return NULL;
+    }
+    p->threads = calloc((size_t)nworkers, sizeof *p->threads);
+    if (!p->threads) {
+        free(p);
+        eng_error("thread pool: out of memory for %d workers", nworkers);
+        return NULL;
+    }
+    for (int i = 0; i < nworkers; i++) {
+        if (pthread_create(&p->threads[i], NULL, pool_main, p) != 0) {
+            p->nworkers = i;
+            eng_pool_destroy(p);
+            eng_error("thread pool: cannot start worker %d of %d", i + 1, nworkers);
+            return NULL;
+        }
+        p->nworkers = i + 1;
+    }
+    return p;
+}
+
+void eng_pool_destroy(struct eng_pool *p)
+{
+    if (!p)
+        return;
+    atomic_store(&p->stop, 1);
+    atomic_fetch_add(&p->job, 1);
+    futex_wake_all(&p->job);
+    for (int i = 0; i < p->nworkers; i++)
+        pthread_join(p->threads[i], NULL);
+    free(p->threads);
+    free(p);
+}
+
+void eng_pool_run(struct eng_pool *p, int nparts, void (*fn)(void *arg, int ith, int nth), void *arg)
+{
+    if (nparts <= 0)
+        return;
+    uint32_t j = ++p->last;
+    p->fn = fn;
+    p->arg = arg;
+    p->nparts = nparts;
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->claim, (uint64_t)j << 32, memory_order_release);
+    /* seq_cst store then load, against the worker's increment then load: either it sees the new
+     * job before sleeping, or this sees it counted among the sleepers. */
+    atomic_store(&p->job, j);
+    if (atomic_load(&p->sleepers) > 0)
+        futex_wake_all(&p->job);
+    pool_work(p, j);
+    for (int spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) < nparts; spins++) {
+        if (spins < POOL_WAIT_SPINS)
+            pool_relax();
+        else
+            sched_yield();
+    }
+}

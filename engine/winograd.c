@@ -1,0 +1,392 @@
+/* winograd.c: F(4x4, 3x3) Winograd convolution: input/output transforms over NHWC channel vectors, 36 GEMMs per tile block. */
+#include "engine/winograd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/activation.h"
+#include "engine/arena.h"
+#include "engine/error.h"
+#include "engine/gemm.h"
+
+#define WG_A 6   /* transform domain: 6x6 input patch per tile */
+#define WG_M 4   /* output tile: 4x4 */
+#define WG_N 36  /* WG_A * WG_A GEMMs */
+#define WG_CB 8  /* channels per transform step: two SSE / one AVX vector, kept in registers */
+
+/* Two ways to cut the tiles into blocks, chosen per layer by the size of its transformed
+ * weights U (36 x cin x cout floats), as each GEMM call has OpenBLAS repack its U[xi]:
+ *  - shared, for a large U (ResNet's layers: 0.6 to 9.4 MB): blocks of up to WG_SHARED_TILES
+ *    tiles that all threads work on phase by phase: input transform (tiles split), the 36 GEMMs
+ *    (split among the threads: each U[xi] packed once per block), output transform. Small
+ *    per-thread blocks had every thread repack all of U for a few cycles of work per weight:
+ *    the packing cost as much as the multiplies. V and M live in L3.
+ *  - private, for a small U (DenseNet's 128 -> 32: 0.6 MB) and enough tiles: each thread runs
+ *    its own blocks, V + M within WG_PRIVATE_BYTES so they stay in its L2 from the input
+ *    transform through the GEMMs to the output transform. */
+#define WG_SHARED_TILES 256
+#define WG_SHARED_U_BYTES ((int64_t)1 << 20)
+#define WG_PRIVATE_BYTES ((int64_t)640 << 10)
+#define WG_PRIVATE_MIN_TILES 16
+
+static int wg_disabled = -1;
+
+bool eng_winograd_eligible(const struct eng_conv_params *p)
+{
+    if (wg_disabled < 0) {
+        const char *e = getenv("SALIENT_WINOGRAD");
+        wg_disabled = e && strcmp(e, "0") == 0;
+    }
+    return !wg_disabled && p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->dil_h == 1 &&
+           p->dil_w == 1 && p->groups == 1 && p->cin >= 8 && p->cout >= 8;
+}
+
+float *eng_winograd_pack(const char *name, const float *w, int cin, int cout)
+{
+    static const double G[WG_A][3] = {{1.0 / 4, 0, 0},
+                                      {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                      {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                      {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                      {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                      {0, 0, 1}};
+    size_t n = (size_t)WG_N * (size_t)cin * (size_t)cout;
+    float *u = malloc(n * sizeof(float));
+    if (!u) {
+        eng_error("conv '%s': out of memory for %zu Winograd weights", name, n);
+        return NULL;
+    }
+    for (int64_t ci = 0; ci < cin; ci++)
+        for (int64_t oc = 0; oc < cout; oc++) {
+            double g[3][3], gg[WG_A][3];
+            for (int t = 0; t < 9; t++)
+                g[t / 3][t % 3] = w[((int64_t)t * cin + ci) * cout + oc];
+            for (int a = 0; a < WG_A; a++)
+                for (int kx = 0; kx < 3; kx++)
+                    gg[a][kx] = G[a][0] * g[0][kx] + G[a][1] * g[1][kx] + G[a][2] * g[2][kx];
+            for (int a = 0; a < WG_A; a++)
+                for (int b = 0; b < WG_A; b++)
+                    u[((int64_t)(a * WG_A + b) * cin + ci) * cout + oc] =
+                        (float)(gg[a][0] * G[b][0] + gg[a][1] * G[b][1] + gg[a][2] * G[b][2]);
+        }
+    return u;
+}
+
+bool eng_winograd_use(const struct eng_conv *conv, int64_t n, int64_t oh, int64_t ow)
+{
+    (void)n;
+    if (!conv->wino)
+        return false;
+    /* Outputs computed per output wanted: a 7x7 map is 2x2 tiles, 64 computed for 49 (1.3);
+     * a 2x2 map computes 16 for 4 (4.0), where 2.25 multiplies per 9 no longer pay for the
+     * transforms. */
+    int64_t th = (oh + WG_M - 1) / WG_M, tw = (ow + WG_M - 1) / WG_M;
+    return th * tw * WG_M * WG_M * 10 <= oh * ow * 16;
+}
+
+/* ---- plan ---- */
+
+struct wg_plan {
+    int64_t th, tw, ntiles;
+    bool shared;    /* one block at a time, all threads; else each thread its own blocks */
+    int64_t block;  /* tiles per block */
+    int64_t nblock;
+    int tasks;      /* private: threads with blocks (and buffers) */
+    int64_t per;    /* floats of one buffer (V + M), rounded to cache lines: from the block size
+                       before evening out, so it grows with the batch, as the runners' scratch
+                       (measured once at the largest batch) requires */
+};
+
+static void wg_plan_make(const struct eng_conv *c, int64_t n, int64_t oh, int64_t ow, int nthreads,
+                         struct wg_plan *pl)
+{
+    int64_t cin = c->p.cin, cout = c->p.cout, nth = nthreads < 1 ? 1 : nthreads;
+    pl->th = (oh + WG_M - 1) / WG_M;
+    pl->tw = (ow + WG_M - 1) / WG_M;
+    pl->ntiles = n * pl->th * pl->tw;
+    pl->shared = WG_N * cin * cout * (int64_t)sizeof(float) > WG_SHARED_U_BYTES ||
+                 pl->ntiles < nth * WG_PRIVATE_MIN_TILES;
+    int64_t cap;
+    if (pl->shared) {
+        pl->block = cap = pl->ntiles < WG_SHARED_TILES ? pl->ntiles : WG_SHARED_TILES;
+        pl->nblock = (pl->ntiles + pl->block - 1) / pl->block;
+        pl->tasks = 1;
+    } else {
+        int64_t block = WG_PRIVATE_BYTES / (WG_N * (cin + cout) * (int64_t)sizeof(float));
+        block = block < WG_PRIVATE_MIN_TILES ? WG_PRIVATE_MIN_TILES : block;
+        block = block > WG_SHARED_TILES ? WG_SHARED_TILES : block;
+        int64_t share = (pl->ntiles + nth - 1) / nth;
+        block = cap = block > share ? share : block;
+        /* As conv.c's tiles: a multiple of the threads' count of blocks, evened out. */
+        int64_t nb = (pl->ntiles + block - 1) / block;
+        nb = (nb + nth - 1) / nth * nth;
+        pl->block = (pl->ntiles + nb - 1) / nb;
+        pl->nblock = (pl->ntiles + pl->block - 1) / pl->block;
+        pl->tasks = (int)(pl->nblock < nth ? pl->nblock : nth);
+    }
+    pl->per = (WG_N * cap * (cin + cout) + 15) / 16 * 16;
+}
+
+size_t eng_winograd_scratch_bytes(const struct eng_conv *conv, int64_t n, int64_t oh, int64_t ow, int nthreads)
+{
+    struct wg_plan pl;
+    wg_plan_make(conv, n, oh, ow, nthreads, &pl);
+    return (size_t)(pl.per * pl.tasks) * sizeof(float) + ENG_ARENA_ALIGN;
+}
+
+/* ---- transforms ---- */
+
+struct wg_job {
+    const struct eng_conv *c;
+    const struct eng_tensor *x, *y;
+    struct wg_plan pl;
+    int pt, pl_;
+    float *V, *M;     /* shared: the block's transformed inputs and GEMM outputs; private: the
+                         first thread's (each thread's are per floats further on) */
+    int64_t t0, t1;   /* shared: the block, tiles [t0, t1) */
+};
+
+/* Eight channels as one value: GCC's vector extension, two SSE registers on any x86-64, one AVX
+ * register in the AVX2 clones below (same arithmetic, no FMA contraction, same results). */
+typedef float wg_v8 __attribute__((vector_size(32)));
+
+typedef int32_t wg_v8i __attribute__((vector_size(32)));
+
+/* Loads and stores by memcpy (unaligned, no aliasing questions); macros rather than functions,
+ * as a function returning a 32-byte vector would have an ABI that depends on -mavx. */
+#define WG_LOAD(v, p) memcpy(&(v), (p), sizeof(wg_v8))
+#define WG_STORE(p, v) memcpy((p), &(v), sizeof(wg_v8))
+
+/* Eight channels of a partial chunk (cb < 8) or of a padding pixel (p NULL): zeros elsewhere. */
+static inline void wg_load_part(wg_v8 *v, const float *p, int64_t cb)
+{
+    float t[WG_CB] = {0};
+    for (int64_t c = 0; p && c < cb; c++)
+        t[c] = p[c];
+    memcpy(v, t, sizeof t);
+}
+
+/* The 1-D input transform B^T applied to six vectors in place. */
+#define WG_BT(d0, d1, d2, d3, d4, d5, r)                                                                     \
+    do {                                                                                                      \
+        r[0] = 4.0f * d0 - 5.0f * d2 + d4;                                                                    \
+        r[1] = (d3 + d4) - 4.0f * (d1 + d2);                                                                  \
+        r[2] = (d4 - d3) + 4.0f * (d1 - d2);                                                                  \
+        r[3] = (d4 - d2) + 2.0f * (d3 - d1);                                                                  \
+        r[4] = (d4 - d2) - 2.0f * (d3 - d1);                                                                  \
+        r[5] = 4.0f * d1 - 5.0f * d3 + d5;                                                                    \
+    } while (0)
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define WG_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define WG_CLONES
+#endif
+
+/* Tiles [t0, t1) of the block starting at tile tb into V[xi][t - tb][c] (rows block apart). */
+WG_CLONES
+static void wg_input(const struct wg_job *j, int64_t tb, int64_t t0, int64_t t1, float *V)
+{
+    const struct eng_tensor *x = j->x;
+    int64_t cin = j->c->p.cin, h = x->ne[1], w = x->ne[2], vs = j->pl.block * cin;
+    int64_t per_img = j->pl.th * j->pl.tw;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t b = t / per_img, r = t % per_img;
+        int64_t iy0 = (r / j->pl.tw) * WG_M - j->pt, ix0 = (r % j->pl.tw) * WG_M - j->pl_;
+        const char *base = (const char *)x->data + b * x->nb[0];
+        const float *src[WG_A][WG_A];
+        bool inside = iy0 >= 0 && iy0 + WG_A <= h && ix0 >= 0 && ix0 + WG_A <= w;
+        for (int i = 0; i < WG_A; i++)
+            for (int k = 0; k < WG_A; k++) {
+                int64_t iy = iy0 + i, ix = ix0 + k;
+                src[i][k] = iy >= 0 && iy < h && ix >= 0 && ix < w
+                                ? (const float *)(base + iy * x->nb[1] + ix * x->nb[2])
+                                : NULL;
+            }
+        float *vt = V + (t - tb) * cin;
+        for (int64_t c0 = 0; c0 < cin; c0 += WG_CB) {
+            int64_t cb = cin - c0 < WG_CB ? cin - c0 : WG_CB;
+            wg_v8 u[WG_A][WG_A];
+            /* u = B^T d, down each column of the patch */
+            for (int k = 0; k < WG_A; k++) {
+                wg_v8 d[WG_A];
+                if (inside && cb == WG_CB)
+                    for (int i = 0; i < WG_A; i++)
+                        WG_LOAD(d[i], src[i][k] + c0);
+                else
+                    for (int i = 0; i < WG_A; i++)
+                        wg_load_part(&d[i], src[i][k] ? src[i][k] + c0 : NULL, cb);
+                wg_v8 r[WG_A];
+                WG_BT(d[0], d[1], d[2], d[3], d[4], d[5], r);
+                for (int i = 0; i < WG_A; i++)
+                    u[i][k] = r[i];
+            }
+            /* V = u B, along each row, scattered to the 36 GEMM inputs */
+            for (int i = 0; i < WG_A; i++) {
+                wg_v8 v[WG_A];
+                WG_BT(u[i][0], u[i][1], u[i][2], u[i][3], u[i][4], u[i][5], v);
+                for (int k = 0; k < WG_A; k++) {
+                    float *dst = vt + (int64_t)(i * WG_A + k) * vs + c0;
+                    if (cb == WG_CB) {
+                        WG_STORE(dst, v[k]);
+                    } else {
+                        for (int64_t c = 0; c < cb; c++)
+                            dst[c] = v[k][c];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* GEMMs xi in [xi0, xi1) of a block of rows tiles: M[xi] = V[xi] U[xi]. */
+static void wg_gemms(const struct wg_job *j, const float *V, float *M, int64_t rows, int xi0, int xi1)
+{
+    int64_t cin = j->c->p.cin, cout = j->c->p.cout, blk = j->pl.block;
+    for (int xi = xi0; xi < xi1; xi++)
+        eng_gemm_serial(false, false, rows, cout, cin, 1.0f, V + xi * blk * cin, cin,
+                        j->c->wino + (int64_t)xi * cin * cout, cout, 0.0f, M + xi * blk * cout, cout);
+}
+
+/* The 1-D output transform A^T: six vectors to four. */
+#define WG_AT(m0, m1, m2, m3, m4, m5, r)                                                                     \
+    do {                                                                                                      \
+        r[0] = m0 + (m1 + m2) + (m3 + m4);                                                                    \
+        r[1] = (m1 - m2) + 2.0f * (m3 - m4);                                                                  \
+        r[2] = (m1 + m2) + 4.0f * (m3 + m4);                                                                  \
+        r[3] = (m1 - m2) + 8.0f * (m3 - m4) + m5;                                                             \
+    } while (0)
+
+/* Tiles [t0, t1) of the block at tb: Y = A^T M A + bias, activation, into y's valid pixels. */
+WG_CLONES
+static void wg_output(const struct wg_job *j, int64_t tb, int64_t t0, int64_t t1, const float *M)
+{
+    const struct eng_tensor *y = j->y;
+    const struct eng_conv_params *p = &j->c->p;
+    int64_t cout = p->cout, oh = y->ne[1], ow = y->ne[2], ms = j->pl.block * cout;
+    int64_t per_img = j->pl.th * j->pl.tw;
+    const float *bias = j->c->bias;
+    bool relu = p->act == ENG_ACT_RELU;
+    const wg_v8 zero = {0};
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t b = t / per_img, r = t % per_img;
+        int64_t oy0 = (r / j->pl.tw) * WG_M, ox0 = (r % j->pl.tw) * WG_M;
+        int64_t ny = oh - oy0 < WG_M ? oh - oy0 : WG_M, nx = ow - ox0 < WG_M ? ow - ox0 : WG_M;
+        char *base = (char *)y->data + b * y->nb[0];
+        const float *mt = M + (t - tb) * cout;
+        for (int64_t c0 = 0; c0 < cout; c0 += WG_CB) {
+            int64_t cb = cout - c0 < WG_CB ? cout - c0 : WG_CB;
+            wg_v8 u[WG_M][WG_A];
+            wg_v8 bv = zero;
+            if (bias)
+                wg_load_part(&bv, bias + c0, cb);
+            /* u = A^T m, down each column */
+            for (int k = 0; k < WG_A; k++) {
+                wg_v8 m[WG_A];
+                for (int i = 0; i < WG_A; i++) {
+                    const float *s = mt + (int64_t)(i * WG_A + k) * ms + c0;
+                    if (cb == WG_CB)
+                        WG_LOAD(m[i], s);
+                    else
+                        wg_load_part(&m[i], s, cb);
+                }
+                wg_v8 r4[WG_M];
+                WG_AT(m[0], m[1], m[2], m[3], m[4], m[5], r4);
+                for (int i = 0; i < WG_M; i++)
+                    u[i][k] = r4[i];
+            }
+            /* Y = u A, along each row, + bias, activation, stored */
+            for (int i = 0; i < ny; i++) {
+                wg_v8 o[WG_M];
+                WG_AT(u[i][0], u[i][1], u[i][2], u[i][3], u[i][4], u[i][5], o);
+                char *row = base + (oy0 + i) * y->nb[1];
+                for (int k = 0; k < nx; k++) {
+                    wg_v8 v = o[k] + bv;
+                    if (relu) /* v < 0 is all ones where true: those lanes become +0, NaN passes */
+                        v = (wg_v8)((wg_v8i)v & ~(v < zero));
+                    float *dst = (float *)(row + (ox0 + k) * y->nb[2]) + c0;
+                    if (cb == WG_CB) {
+                        WG_STORE(dst, v);
+                    } else {
+                        for (int64_t c = 0; c < cb; c++)
+                            dst[c] = v[c];
+                    }
+                    if (!relu)
+                        eng_act_rows(p->act, p->act_param, dst, 1, cb, cb);
+                }
+            }
+        }
+    }
+}
+
+/* Private blocks: each thread transforms, multiplies and writes back its own. */
+static void wg_private_part(void *arg, int ith, int nth)
+{
+    const struct wg_job *j = arg;
+    float *V = j->V + ith * j->pl.per, *M = V + WG_N * j->pl.block * j->c->p.cin;
+    int64_t b0, b1;
+    eng_split(j->pl.nblock, ith, nth, &b0, &b1);
+    for (int64_t bi = b0; bi < b1; bi++) {
+        int64_t t0 = bi * j->pl.block, t1 = t0 + j->pl.block < j->pl.ntiles ? t0 + j->pl.block : j->pl.ntiles;
+        wg_input(j, t0, t0, t1, V);
+        wg_gemms(j, V, M, t1 - t0, 0, WG_N);
+        wg_output(j, t0, t0, t1, M);
+    }
+}
+
+/* A shared block, phase by phase: tiles split for the transforms, the 36 GEMMs among threads. */
+static void wg_input_part(void *arg, int ith, int nth)
+{
+    const struct wg_job *j = arg;
+    int64_t a, b;
+    eng_split(j->t1 - j->t0, ith, nth, &a, &b);
+    wg_input(j, j->t0, j->t0 + a, j->t0 + b, j->V);
+}
+
+static void wg_gemm_part(void *arg, int ith, int nth)
+{
+    const struct wg_job *j = arg;
+    int64_t x0, x1;
+    eng_split(WG_N, ith, nth, &x0, &x1);
+    wg_gemms(j, j->V, j->M, j->t1 - j->t0, (int)x0, (int)x1);
+}
+
+static void wg_output_part(void *arg, int ith, int nth)
+{
+    const struct wg_job *j = arg;
+    int64_t a, b;
+    eng_split(j->t1 - j->t0, ith, nth, &a, &b);
+    wg_output(j, j->t0, j->t0 + a, j->t0 + b, j->M);
+}
+
+int eng_winograd_conv2d(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x,
+                        struct eng_tensor *y, int pad_t, int pad_l)
+{
+    struct wg_job j = {.c = conv, .x = x, .y = y, .pt = pad_t, .pl_ = pad_l};
+    wg_plan_make(conv, y->ne[0], y->ne[1], y->ne[2], ctx->nthreads, &j.pl);
+    size_t mark = eng_arena_mark(&ctx->scratch);
+    j.V = eng_arena_floats(&ctx->scratch, (size_t)(j.pl.per * j.pl.tasks));
+    if (!j.V) {
+        char why[512]; /* the arena's message lives in the buffer eng_error is about to overwrite */
+        snprintf(why, sizeof why, "%s", eng_errmsg());
+        return eng_error("conv '%s': Winograd scratch: %s", conv->name, why);
+    }
+    j.M = j.V + WG_N * j.pl.block * conv->p.cin;
+    if (!j.pl.shared) {
+        eng_parallel(ctx, j.pl.tasks, wg_private_part, &j);
+        eng_arena_rewind(&ctx->scratch, mark);
+        return 0;
+    }
+    /* Transforms: a few tiles are not worth a second thread's wake-up. */
+    int64_t work = j.pl.block * (conv->p.cin + conv->p.cout);
+    int ttasks = work < 4096 ? 1 : ctx->nthreads;
+    for (int64_t b = 0; b < j.pl.nblock; b++) {
+        j.t0 = b * j.pl.block;
+        j.t1 = j.t0 + j.pl.block < j.pl.ntiles ? j.t0 + j.pl.block : j.pl.ntiles;
+        eng_parallel(ctx, ttasks, wg_input_part, &j);
+        eng_parallel(ctx, ctx->nthreads, wg_gemm_part, &j);
+        eng_parallel(ctx, ttasks, wg_output_part, &j);
+    }
+    eng_arena_rewind(&ctx->scratch, mark);
+    return 0;
+}
