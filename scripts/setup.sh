@@ -59,7 +59,9 @@ fi
 # Without it (npm's registry unreachable) that test skips its browser part; nothing else needs it.
 if [ "${1:-}" = "--test" ] && [ ! -d clients/web/test/node_modules/playwright-core ] && command -v npm >/dev/null; then
   echo "setup: npm ci in clients/web/test (playwright-core)"
-  npm ci --prefix clients/web/test --ignore-scripts --no-audit --no-fund >/dev/null ||
+  # Node's own CA list plus the system's (as scripts/fetch-faceapi.sh does).
+  NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt} \
+    npm ci --prefix clients/web/test --ignore-scripts --no-audit --no-fund >/dev/null ||
     echo "setup: npm ci failed: tests/integration/test_web.sh will skip its browser part" >&2
 fi
 
