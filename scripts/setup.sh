@@ -23,6 +23,9 @@ command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 # The parity tests compare against PyTorch and torchvision; serving needs neither.
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(python3 python3-torch python3-torchvision python3-numpy python3-pil python3-sklearn)
+  # The clients' tests: jq, headless Chromium for the frontend, nginx in front of replicas, YAML
+  # for the k8s manifests (Node and npm are asked for above).
+  PACKAGES+=(jq chromium nginx-light python3-yaml)
 fi
 # bench/run_models.sh: PyTorch exports and times the models, gnuplot draws the plot (ONNX Runtime
 # comes from npm, pinned by bench/package-lock.json, installed by the harness itself).
@@ -43,7 +46,23 @@ if [ "${#missing[@]}" -gt 0 ] && [ -z "${SALIENT_SKIP_APT:-}" ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # No package may start a service here (nginx would take port 80): the tests run their own.
+  own_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
+fi
+
+# The browser test drives Chromium with playwright-core (from npm; it downloads no browser).
+# Without it (npm's registry unreachable) that test skips its browser part; nothing else needs it.
+if [ "${1:-}" = "--test" ] && [ ! -d clients/web/test/node_modules/playwright-core ] && command -v npm >/dev/null; then
+  echo "setup: npm ci in clients/web/test (playwright-core)"
+  # Node's own CA list plus the system's (as scripts/fetch-faceapi.sh does).
+  NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt} \
+    npm ci --prefix clients/web/test --ignore-scripts --no-audit --no-fund >/dev/null ||
+    echo "setup: npm ci failed: tests/integration/test_web.sh will skip its browser part" >&2
 fi
 
 # Out-of-tree build in build/, so the source tree stays clean.

@@ -54,6 +54,8 @@ static const struct route {
     {"POST", "/v1/faces:verify", srv_v1_verify, 0},
     {"GET", "/metrics", srv_metrics, 0},
     {"GET", "/openapi.json", srv_openapi, OPEN},
+    {"GET", "/", srv_static, OPEN},
+    {"GET", "/static/{}", srv_static, OPEN},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 

@@ -18,6 +18,7 @@ server_libserver_la_SOURCES = \
 	server/api_v1.c server/api_v2.c \
 	server/metrics.c \
 	server/openapi.c
+server_libserver_la_SOURCES += server/static.c
 nodist_server_libserver_la_SOURCES = server/openapi_data.c
 BUILT_SOURCES += server/openapi_data.c
 CLEANFILES += server/openapi_data.c

@@ -38,4 +38,7 @@ void srv_metrics(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX]);
 /* openapi.c: the OpenAPI description of every endpoint. */
 void srv_openapi(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX]);
 
+/* static.c: the demo frontend from --web-root (GET / and /static/<file>). */
+void srv_static(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX]);
+
 #endif

@@ -26,3 +26,7 @@ EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/README.md \
 	tests/data/phantoms_ground_truth.json \
 	tests/data/api-docs/xray.png tests/data/api-docs/xray2.png tests/data/api-docs/xray.jpg \
 	tests/data/api-docs/README.md
+# The clients (curl examples, Python, JS), the demo frontend in a browser, nginx in front of
+# replicas and the k8s manifests, the container image.
+INTEGRATION_TESTS += tests/integration/test_clients.sh tests/integration/test_web.sh \
+	tests/integration/test_scaleout.sh tests/integration/test_docker.sh
