@@ -10,7 +10,7 @@ INTEGRATION_TESTS = \
 	tests/integration/test_faces.sh \
 	tests/integration/test_api_docs.sh
 TESTS += $(INTEGRATION_TESTS)
-EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/README.md \
+EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/README.md tests/integration/lib.sh \
 	tests/integration/salientd_harness.py \
 	tests/integration/test_api.py \
 	tests/integration/test_bad_requests.py \

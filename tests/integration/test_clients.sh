@@ -3,21 +3,8 @@
 # and the JS client under Node (clients/js/) against a real salientd on loopback, plus a
 # second salientd with an API key. Run by `make check`; needs curl, jq, Debian's python3 and
 # node >= 18 (scripts/setup.sh --test installs them). Images: the phantoms in tests/data/.
-set -u
-SALIENTD=${SALIENTD:-server/salientd}
-SRCDIR=${SALIENT_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { # name, command...: passes when the command succeeds
-  local name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
 for tool in curl jq; do
   command -v "$tool" >/dev/null || { echo "skip: $tool is not installed (scripts/setup.sh --test)"; exit 77; }
 done
@@ -27,28 +14,8 @@ done
 # (scripts/fetch-faceapi.sh); each salientd prints the port the kernel gave it.
 mkdir -p "$tmp/repo"
 for m in quadrant-demo covid-resnet-demo; do ln -s "$SRCDIR/models/repo/$m" "$tmp/repo/$m"; done
-faceapi=
-for d in "${SALIENT_FACEAPI_DIR:-}" "$PWD/faceapi" "$SRCDIR/build/faceapi"; do
-  if [ -n "$d" ] && [ -f "$d/model/ssd_mobilenetv1_model-weights_manifest.json" ] && [ -f "$d/demo/sample2.jpg" ]; then
-    faceapi=$d
-    mkdir "$tmp/repo/faces"
-    cp "$SRCDIR/models/repo/faces/manifest.json" "$tmp/repo/faces/"
-    ln -s "$d"/model/* "$tmp/repo/faces/"
-    break
-  fi
-done
-start() { # log file, extra flags... -> sets $port
-  "$SALIENTD" --model-repo "$tmp/repo" --port 0 --host 127.0.0.1 --threads 1 "${@:2}" 2>"$1" &
-  pids+=($!)
-  port=
-  for _ in $(seq 1 600); do
-    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$1")
-    [ -n "$port" ] && return 0
-    kill -0 "${pids[-1]}" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "salientd did not start:"; cat "$1"; exit 1
-}
+add_faces_model "$tmp/repo" sample2.jpg
+start() { start_salientd "$1" --model-repo "$tmp/repo" --threads 1 "${@:2}"; } # log file, extra flags... -> $port
 start "$tmp/log"
 export SALIENT_URL=http://127.0.0.1:$port
 key=clients-test-key-$$
@@ -144,5 +111,4 @@ fi
 
 # No request the clients made reached the log with image bytes (only method, path, status).
 check "the server log has one line per request, no bodies" test "$(grep -c 'base64\|iVBOR' "$tmp/log")" -eq 0
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

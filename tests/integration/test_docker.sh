@@ -17,15 +17,13 @@
 #     --build-arg BASE=localhost/debian:bookworm-slim -f docker/Dockerfile -t localhost/salient:test .
 # Set SALIENT_DOCKER_BASE for another base image. The first build installs packages from Debian
 # (apt, over the network) and compiles salientd: minutes; later builds reuse the cached layers.
-set -u
-SRCDIR=${SALIENT_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$(dirname "$0")/lib.sh"
 BASE=${SALIENT_DOCKER_BASE:-localhost/debian:bookworm-slim}
 IMAGE=localhost/salient:test
 for tool in podman buildah curl; do
   command -v "$tool" >/dev/null || { echo "skip: $tool is not installed"; exit 77; }
 done
 podman image exists "$BASE" || { echo "skip: no base image $BASE (see the top of this file to make one)"; exit 77; }
-tmp=$(mktemp -d)
 name=salient-test-$$
 bpids=()
 cleanup() {
@@ -35,16 +33,8 @@ cleanup() {
     podman rm -f --ignore "$n" >/dev/null 2>&1
     buildah rm "$n" >/dev/null 2>&1
   done
-  rm -rf "$tmp"
 }
-trap cleanup EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-expect() { # name, want, got
-  if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: want '$2', got '$3'"; fi
-}
-finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
+on_exit cleanup
 
 old_image=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null)
 # Build. --format docker: OCI images have no HEALTHCHECK. Chroot isolation and the host's

@@ -1,18 +1,7 @@
 #!/usr/bin/env bash
 # test_salientd.sh: a real salientd on a loopback port: flags, health, routing, model
 # repository scanning, SIGTERM. Run by `make check` (needs curl, installed by scripts/setup.sh).
-set -u
-SALIENTD=${SALIENTD:-server/salientd}
-tmp=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-expect() { # name, want, got
-  if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: want '$2', got '$3'"; fi
-}
+. "$(dirname "$0")/lib.sh"
 
 # Flags.
 "$SALIENTD" --help >"$tmp/help" 2>&1; expect "--help exits 0" 0 $?
@@ -25,21 +14,12 @@ grep -q "not a readable directory" "$tmp/err" && ok "missing repo is named" || b
 
 # A repository with one real model (the committed CheXNet demo), a manifest that is not JSON,
 # a model whose weights are missing, and a stray file.
-SRCDIR=${SALIENT_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 mkdir -p "$tmp/repo/broken" "$tmp/repo/noweights"
 cp -r "$SRCDIR/models/repo/chexnet-demo" "$tmp/repo/good"
 echo '{"family": ' >"$tmp/repo/broken/manifest.json"
 cp "$SRCDIR/models/repo/chexnet-demo/manifest.json" "$tmp/repo/noweights/manifest.json"
 touch "$tmp/repo/README"
-"$SALIENTD" --model-repo "$tmp/repo" --port 0 --host 127.0.0.1 2>"$tmp/log" &
-pid=$!
-port=
-for _ in $(seq 1 600); do
-  port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/log")
-  [ -n "$port" ] && break
-  sleep 0.05
-done
-if [ -z "$port" ]; then bad "salientd starts"; cat "$tmp/log"; echo "$pass passed, $fail failed"; exit 1; fi
+start_salientd "$tmp/log" --model-repo "$tmp/repo"
 ok "salientd starts on port $port"
 grep -q "skipped: .*broken/manifest.json: not JSON" "$tmp/log" && ok "bad manifest skipped with its reason" || bad "bad manifest skipped with its reason"
 grep -q "loaded good (family densenet, version 1, demo; input 128x128x3, 14 labels" "$tmp/log" && ok "demo model loaded" || bad "demo model loaded"
@@ -71,6 +51,4 @@ grep -q '"error":"method POST is not allowed on /v2/health/live (allowed: GET, H
 grep -q 'GET /v2/health/live model=- status=200' "$tmp/log" && ok "request logged" || bad "request logged"
 
 kill -TERM "$pid"; wait "$pid"; expect "SIGTERM exits 0" 0 $?
-pid=
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -7,27 +7,11 @@
 # docker/k8s/*.yaml are parsed and checked for the fields that make them work together. (They
 # are not run on a cluster here.) Needs curl and Debian's nginx and python3-yaml
 # (scripts/setup.sh --test); without nginx the failover part is skipped (exit 77).
-set -u
-SALIENTD=${SALIENTD:-server/salientd}
-SRCDIR=${SALIENT_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
-tmp=$(mktemp -d)
-pids=()
 ngpid=
-cleanup() {
-  [ -n "$ngpid" ] && kill "$ngpid" 2>/dev/null
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-expect() { # name, want, got
-  if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: want '$2', got '$3'"; fi
-}
+on_exit '[ -n "$ngpid" ] && kill "$ngpid" 2>/dev/null'
 
 # ---- the manifests: parsed, and consistent with each other and with the image ----------------
 if "$PY" -c 'import yaml' 2>/dev/null; then
@@ -110,17 +94,9 @@ ln -s "$SRCDIR/models/repo/quadrant-demo" "$tmp/repo/quadrant-demo"
 # A replica that is up but never ready: a model without its weights.
 ln -s "$SRCDIR/models/repo/quadrant-demo" "$tmp/notready/quadrant-demo"
 cp "$SRCDIR/models/repo/quadrant-demo/manifest.json" "$tmp/notready/noweights/"
-start() { # name, repo -> $port; pid in pids[name]
-  "$SALIENTD" --model-repo "$2" --port 0 --host 127.0.0.1 --threads 1 --exit-timeout 10 2>"$tmp/$1.log" &
-  pids+=($!)
-  eval "pid_$1=$!"
-  port=
-  for _ in $(seq 1 600); do
-    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/$1.log")
-    [ -n "$port" ] && { eval "port_$1=$port"; return 0; }
-    sleep 0.05
-  done
-  echo "salientd $1 did not start:"; cat "$tmp/$1.log"; exit 1
+start() { # name, repo -> $port, $port_NAME, $pid_NAME
+  start_salientd "$tmp/$1.log" --model-repo "$2" --threads 1 --exit-timeout 10
+  eval "pid_$1=$pid port_$1=$port"
 }
 start r1 "$tmp/repo"; start r2 "$tmp/repo"; start r3 "$tmp/repo"; start nr "$tmp/notready"
 # shellcheck disable=SC2154
@@ -199,5 +175,4 @@ kill "$ng2pid" 2>/dev/null; wait "$ng2pid" 2>/dev/null
 head -c $((33 << 20)) /dev/zero >"$tmp/big"
 expect "a 33 MiB body: 413 from nginx" 413 "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$tmp/big" "$lb/v1/models/quadrant-demo:predict")"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

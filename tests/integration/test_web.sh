@@ -6,48 +6,16 @@
 # Screenshots go to tests/integration/test_web.out/ under the build folder.
 # Needs curl; the browser part needs node, /usr/bin/chromium and `npm ci` in clients/web/test
 # (scripts/setup.sh --test does all three) and is skipped (exit 77) without them.
-set -u
-SALIENTD=${SALIENTD:-server/salientd}
-SRCDIR=${SALIENT_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$(dirname "$0")/lib.sh"
 OUT=${TEST_WEB_OUT:-$PWD/tests/integration/test_web.out}
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-expect() { # name, want, got
-  if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: want '$2', got '$3'"; fi
-}
 command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 77; }
 
 # chexnet-demo (4 attention layers and exact CAMs), and the faces model when face-api's weights
 # and photographs have been fetched (scripts/fetch-faceapi.sh).
 mkdir -p "$tmp/repo"
 ln -s "$SRCDIR/models/repo/chexnet-demo" "$tmp/repo/chexnet-demo"
-faceapi=
-for d in "${SALIENT_FACEAPI_DIR:-}" "$PWD/faceapi" "$SRCDIR/build/faceapi"; do
-  if [ -n "$d" ] && [ -f "$d/model/ssd_mobilenetv1_model-weights_manifest.json" ] && [ -f "$d/demo/sample1.jpg" ]; then
-    faceapi=$d
-    mkdir "$tmp/repo/faces"
-    cp "$SRCDIR/models/repo/faces/manifest.json" "$tmp/repo/faces/"
-    ln -s "$d"/model/* "$tmp/repo/faces/"
-    break
-  fi
-done
-start() { # log file, flags... -> sets $port
-  "$SALIENTD" --model-repo "$tmp/repo" --port 0 --host 127.0.0.1 --threads 1 "${@:2}" 2>"$1" &
-  pids+=($!)
-  port=
-  for _ in $(seq 1 1200); do
-    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$1")
-    [ -n "$port" ] && return 0
-    kill -0 "${pids[-1]}" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "salientd did not start:"; cat "$1"; exit 1
-}
+add_faces_model "$tmp/repo" sample1.jpg
+start() { start_salientd "$1" --model-repo "$tmp/repo" --threads 1 "${@:2}"; } # log file, flags... -> $port
 web=$SRCDIR/clients/web
 start "$tmp/log" --web-root "$web"
 base=http://127.0.0.1:$port
@@ -109,5 +77,4 @@ sed 's/^/  /' "$tmp/browser.log"
 if [ $rc -eq 0 ]; then ok "browser: $(tail -n 1 "$tmp/browser.log")"; else bad "browser: $(tail -n 1 "$tmp/browser.log")"; fi
 n=$(ls "$OUT"/*.png 2>/dev/null | wc -l)
 [ "$n" -ge 3 ] && ok "screenshots in $OUT ($n)" || bad "screenshots in $OUT ($n)"
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
