@@ -20,9 +20,11 @@ map of one image moves by steps of 4.6e-5 with the batch it ran in (measured: ba
 and 8 of the same image), while its probabilities agree to 1e-7. PNG overlays are compared by
 their header (size, colour type): a map value that far off may tint a pixel differently.
 
-salientd's RSS (/proc/PID/status VmRSS) and open fds are sampled every --sample seconds. The RSS
-"after warm-up" is the first sample after --warmup seconds (default: a tenth of the run, at most
-60 s); growth is (RSS at the end - that) / that. A progress line every ~10 s; at the end a
+salientd's RSS (/proc/PID/status VmRSS) and open fds are sampled every --sample seconds. Under
+load the RSS follows the work held (32 clients' images, tensors and answers queued), so growth is
+measured at rest: after --warmup seconds (default: a tenth of the run, at most 60 s) the clients
+pause between two requests until nothing is in flight, RSS and fds are read, and the load
+resumes (for the time it paused longer); again at the end. Growth = (end - warm-up) / warm-up. A progress line every ~10 s; at the end a
 markdown report (stdout and --out) with requests, answers by kind and status, wrong answers,
 p50/p99 latency, throughput and RSS. Then SIGTERM: salientd must exit 0.
 
@@ -45,7 +47,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
-import salientd_harness as H  # noqa: E402  (Server, multipart, b64, v2_json)
+import salientd_harness as H  # noqa: E402  (Server, multipart, b64, v2_json, /proc readers)
 
 TOL = 1e-5      # probabilities, logits, face boxes and descriptors, distances
 MAP_TOL = 1e-3  # attention maps ("map": values in [0, 1]), see the docstring
@@ -56,7 +58,8 @@ MAP_TOL = 1e-3  # attention maps ("map": values in [0, 1]), see the docstring
 def normalize(x):
     """The answer without what may differ between two runs of the same input: timings and batch
     sizes dropped, label lists keyed by label (near-equal scores may swap places), PNG overlays
-    reduced to their IHDR chunk (width, height, depth, colour type)."""
+    reduced to their IHDR chunk (width, height, depth, colour type), JSON text (the faces model's v2
+    BYTES output) parsed."""
     if isinstance(x, dict):
         out = {}
         for k, v in x.items():
@@ -68,6 +71,11 @@ def normalize(x):
                 continue
             out[k] = normalize(v)
         return out
+    if isinstance(x, str) and x[:1] in ("[", "{"):  # v2 BYTES outputs of faces: JSON text
+        try:
+            return normalize(json.loads(x))
+        except ValueError:
+            return x
     if isinstance(x, list):
         if x and all(isinstance(e, dict) and set(e) == {"label", "score"} for e in x):
             return {"labels": {e["label"]: e["score"] for e in x}}
@@ -178,16 +186,20 @@ class Stats:
         self.wrong = []  # (kind, detail)
         self.lat = []  # seconds, every answer
         self.lat_good = []
+        self.lat_kind = {}  # kind -> [seconds]
 
     def add(self, kind, status, lat, good, wrong=None):
         with self.lock:
             self.n += 1
             self.by[(kind, status)] = self.by.get((kind, status), 0) + 1
             self.lat.append(lat)
+            self.lat_kind.setdefault(kind, []).append(lat)
             if good:
                 self.lat_good.append(lat)
             if wrong:
                 self.wrong.append((kind, wrong))
+                if len(self.wrong) <= 20:  # as they happen, in case the run is cut short
+                    print("soak: WRONG %s: %s" % (kind, wrong[:300]), flush=True)
 
 
 def send(port, conn, r, max_body):
@@ -231,11 +243,44 @@ def check(r, status, body):
     return differ(r.ref, normalize(j))
 
 
-def client(i, port, good, bad, frac_bad, until, stats, max_body, stop):
+class Pause:
+    """Holds the clients between two requests so salientd can be measured at rest."""
+
+    def __init__(self, n):
+        self.n = n
+        self.cond = threading.Condition()
+        self.on = False
+        self.waiting = 0
+
+    def point(self):
+        """A client between two requests: wait here while paused."""
+        with self.cond:
+            if not self.on:
+                return
+            self.waiting += 1
+            self.cond.notify_all()
+            while self.on:
+                self.cond.wait()
+            self.waiting -= 1
+
+    def hold(self, guard):
+        """Pause and wait (at most guard seconds) until every client waits; True if they do."""
+        with self.cond:
+            self.on = True
+            return self.cond.wait_for(lambda: self.waiting == self.n, guard)
+
+    def release(self):
+        with self.cond:
+            self.on = False
+            self.cond.notify_all()
+
+
+def client(i, port, good, bad, frac_bad, until, stats, max_body, stop, pause):
     rnd = random.Random(1000 + i)
     conn = None
     k = i  # every kind early, in a different order per client
-    while not stop.is_set() and time.monotonic() < until:
+    while not stop.is_set() and time.monotonic() < until[0]:
+        pause.point()
         if rnd.random() < frac_bad:
             r = rnd.choice(bad)
         else:
@@ -257,11 +302,29 @@ def client(i, port, good, bad, frac_bad, until, stats, max_body, stop):
 def proc_sample(pid):
     """(VmRSS in KiB, open fds) of pid, or None when it is gone."""
     try:
-        with open("/proc/%d/status" % pid) as f:
-            rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-        return rss, len(os.listdir("/proc/%d/fd" % pid))
+        return H.proc_rss_kib(pid), H.proc_fds(pid)
     except (OSError, StopIteration):
         return None
+
+
+def at_rest(srv, pid, pause, t):
+    """(t, RSS KiB, fds) of salientd with every client paused (pause: None when they have
+    ended) and nothing in flight."""
+    if pause and not pause.hold(600):
+        raise RuntimeError("the clients did not pause within 600 s")
+    for _ in range(100):
+        if srv.metrics().get("salient_inflight_requests") == 0:
+            break
+        time.sleep(0.1)
+    time.sleep(1)  # the last connections close
+    s = proc_sample(pid)
+    if pause:
+        pause.release()
+    return (t,) + s
+
+
+def mib(sample):
+    return "%.1f MiB" % (sample[1] / 1024.0) if sample else "-"
 
 
 def pct(xs, p):
@@ -324,17 +387,19 @@ def main():
 
         stats = Stats()
         stop = threading.Event()
+        pause = Pause(a.concurrency)
         t0 = time.monotonic()
-        until = t0 + seconds
-        threads = [threading.Thread(target=client, args=(i, srv.port, good, bad, a.bad, until, stats, max_body, stop),
-                                    daemon=True) for i in range(a.concurrency)]
+        until = [t0 + seconds]  # moved on by the time paused
+        threads = [threading.Thread(target=client, args=(i, srv.port, good, bad, a.bad, until, stats, max_body, stop,
+                                                         pause), daemon=True) for i in range(a.concurrency)]
         for th in threads:
             th.start()
         samples = []  # (t, rss KiB, fds)
+        rest_warm = None  # (t, rss KiB, fds) at rest after warm-up
         last_print = t0
         last_n = 0
-        while time.monotonic() < until:
-            time.sleep(min(a.sample, max(0.0, until - time.monotonic())))
+        while time.monotonic() < until[0]:
+            time.sleep(min(a.sample, max(0.0, until[0] - time.monotonic())))
             s = proc_sample(pid)
             now = time.monotonic()
             if s is None or srv.proc.poll() is not None:
@@ -342,6 +407,11 @@ def main():
                 stop.set()
                 break
             samples.append((now - t0, s[0], s[1]))
+            if rest_warm is None and now - t0 >= warmup:
+                rest_warm = at_rest(srv, pid, pause, now - t0)
+                until[0] += time.monotonic() - now
+                print("soak: at rest after warm-up (%.0f s): RSS %.1f MiB, fds %d; %.1f s paused"
+                      % (rest_warm[0], rest_warm[1] / 1024.0, rest_warm[2], time.monotonic() - now), flush=True)
             if now - last_print >= 9.5:
                 with stats.lock:
                     n, nw = stats.n, len(stats.wrong)
@@ -354,9 +424,7 @@ def main():
         for th in threads:
             th.join(600)
         wall = time.monotonic() - t0
-        end = proc_sample(pid)
-        if end:
-            samples.append((wall, end[0], end[1]))
+        rest_end = at_rest(srv, pid, None, wall) if srv.proc.poll() is None else None
         m = srv.metrics() if srv.proc.poll() is None else {}
         srv.signal(signal.SIGTERM)
         rc = srv.wait(120)
@@ -367,9 +435,10 @@ def main():
 
     # ---- report ----
     after = [x for x in samples if x[0] >= warmup]
-    base = after[0] if after else None
-    last = samples[-1] if samples else None
-    growth = 100.0 * (last[1] - base[1]) / base[1] if base and last else float("nan")
+    if rest_warm and rest_end:
+        growth = 100.0 * (rest_end[1] - rest_warm[1]) / rest_warm[1]
+    else:
+        growth = float("nan")
     expected = {q.kind: q.status for q in good + bad}
     unexpected = sum(c for (k, st), c in stats.by.items() if st != expected.get(k))
     nbad = sum(c for (k, st), c in stats.by.items() if k in {q.kind for q in bad})
@@ -398,24 +467,29 @@ def main():
         % (pct(stats.lat, 50) * 1e3, pct(stats.lat, 99) * 1e3, max(stats.lat or [0]) * 1e3),
         "| latency, good requests | p50 %.0f ms, p99 %.0f ms |" % (pct(stats.lat_good, 50) * 1e3,
                                                                    pct(stats.lat_good, 99) * 1e3),
-        "| RSS after warm-up (%.0f s) | %.1f MiB |" % (base[0] if base else 0, base[1] / 1024.0 if base else 0),
-        "| RSS at the end | %.1f MiB (peak sampled %.1f MiB) |" % (
-            last[1] / 1024.0 if last else 0, max((x[1] for x in samples), default=0) / 1024.0),
-        "| RSS growth after warm-up | %.2f%% (limit %.1f%%) |" % (growth, a.max_rss_growth),
-        "| open fds, after warm-up / end | %s / %s |" % (base[2] if base else "-", last[2] if last else "-"),
+        "| RSS at rest after warm-up (%.0f s) | %s |" % (rest_warm[0] if rest_warm else 0, mib(rest_warm)),
+        "| RSS at rest at the end | %s |" % mib(rest_end),
+        "| RSS growth after warm-up, at rest | %.2f%% (limit %.1f%%) |" % (growth, a.max_rss_growth),
+        "| RSS under load after warm-up: min / max / last | %.1f / %.1f / %.1f MiB |" % (
+            min((x[1] for x in after), default=0) / 1024.0, max((x[1] for x in after), default=0) / 1024.0,
+            after[-1][1] / 1024.0 if after else 0),
+        "| open fds at rest after warm-up / at rest at the end | %s / %s |" % (
+            rest_warm[2] if rest_warm else "-", rest_end[2] if rest_end else "-"),
         "| salientd batches / images run (/metrics) | %d / %d |" % (
             sum(v for k, v in m.items() if k.startswith("salient_model_execution_count_total")),
             sum(v for k, v in m.items() if k.startswith("salient_model_inference_count_total"))),
         "| salientd after SIGTERM | %s |" % ("exit 0" if not any("exit status" in f for f in failures) else "FAILED"),
         "",
-        "| request kind | answers by status |",
-        "|---|---|",
+        "| request kind | answers by status | p50 / p99 ms |",
+        "|---|---|---|",
     ]
     for kind in [q.kind for q in good + bad]:
         sts = sorted(((st, c) for (k, st), c in stats.by.items() if k == kind), key=lambda x: str(x[0]))
-        lines.append("| %s | %s |" % (kind, ", ".join("%s: %d" % (st, c) for st, c in sts) or "-"))
+        lk = stats.lat_kind.get(kind, [])
+        lines.append("| %s | %s | %.0f / %.0f |" % (kind, ", ".join("%s: %d" % (st, c) for st, c in sts) or "-",
+                                                   pct(lk, 50) * 1e3, pct(lk, 99) * 1e3))
     if stats.wrong:
-        lines += ["", "First wrong answers:", ""] + ["- %s: %s" % w for w in stats.wrong[:10]]
+        lines += ["", "First wrong answers:", ""] + ["- %s: %s" % (k, w[:300]) for k, w in stats.wrong[:10]]
     lines += ["", "Result: " + ("PASS" if not failures else "FAIL: " + "; ".join(failures))]
     report = "\n".join(lines) + "\n"
     print(report)
