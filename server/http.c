@@ -518,8 +518,16 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 {
     struct srv_http *h = cls;
     (void)conn;
-    (void)socket_ctx;
-    atomic_fetch_add(&h->srv.connections, what == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+    /* The socket context marks a counted connection: libmicrohttpd's cleanup paths may report
+     * CLOSED for a connection whose STARTED was never reported; those must not free a slot. */
+    static char counted;
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_ctx = &counted;
+        atomic_fetch_add(&h->srv.connections, 1);
+    } else if (what == MHD_CONNECTION_NOTIFY_CLOSED && *socket_ctx == &counted) {
+        *socket_ctx = NULL;
+        atomic_fetch_sub(&h->srv.connections, 1);
+    }
 }
 
 struct srv_http *srv_http_start(const struct srv_options *o, struct srv_registry *registry)
