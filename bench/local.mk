@@ -15,3 +15,5 @@ bench_bench_attention_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 bench_bench_attention_LDADD = models/libmodels.la engine/libengine.la $(JANSSON_LIBS) $(BLAS_LIBS) $(OPENMP_CFLAGS) -lm
 # bench_faces.js: the face pipeline against face-api (Node, tfjs wasm) in the same run.
 EXTRA_DIST += bench/bench_faces.js
+# soak.py: minutes of mixed load on salientd, every answer checked (bench/README.md).
+EXTRA_DIST += bench/soak.py

@@ -417,6 +417,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
+        /* libmicrohttpd's --connection-timeout restarts on every byte received, so a client
+         * sending its body a byte a second held its connection, its buffer and a slot of
+         * --max-connections for as long as it liked. The whole body must now arrive within
+         * --connection-timeout of the headers; past that the connection is closed (MHD_NO:
+         * libmicrohttpd cannot queue an answer mid-upload) and on_completed frees the body. */
+        if (srv_now_us() - q->t0_us > (uint64_t)h->srv.o->connection_timeout * 1000000u) {
+            atomic_fetch_add(&h->srv.uploads_cut, 1);
+            fprintf(stderr, "salientd: closed a connection: %s %s sent %zu of its body's bytes in over "
+                            "--connection-timeout %d s\n", q->method, q->url, cr->len + n, h->srv.o->connection_timeout);
+            return MHD_NO;
+        }
         size_t limit = h->srv.o->max_body_bytes;
         if (cr->too_large || cr->len + n > limit) {
             /* A chunked body grew past the limit: keep nothing more, answer 413 at its end
@@ -482,6 +493,43 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     atomic_fetch_sub(&h->srv.inflight, 1);
 }
 
+/* The --max-connections cap. libmicrohttpd's own limit stops accepting at the cap, which left
+ * every further connection, a client's real request included, queued in the kernel's listen
+ * backlog behind whatever held the slots (a thousand idle connections kept a request waiting
+ * for minutes). Now a connection over the cap is accepted and closed at once: its client sees
+ * the connection closed before any answer and may retry; idle connections give their slots
+ * back after --connection-timeout. Counted at NOTIFY_STARTED / NOTIFY_CLOSED; two HTTP threads
+ * accepting at the same instant may both take the last slot (one over the cap at most per
+ * extra thread). */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct srv_http *h = cls;
+    (void)addr;
+    (void)addrlen;
+    if (atomic_load(&h->srv.connections) >= h->srv.o->max_connections) {
+        atomic_fetch_add(&h->srv.connections_refused, 1);
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode what)
+{
+    struct srv_http *h = cls;
+    (void)conn;
+    /* The socket context marks a counted connection: libmicrohttpd's cleanup paths may report
+     * CLOSED for a connection whose STARTED was never reported; those must not free a slot. */
+    static char counted;
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_ctx = &counted;
+        atomic_fetch_add(&h->srv.connections, 1);
+    } else if (what == MHD_CONNECTION_NOTIFY_CLOSED && *socket_ctx == &counted) {
+        *socket_ctx = NULL;
+        atomic_fetch_sub(&h->srv.connections, 1);
+    }
+}
+
 struct srv_http *srv_http_start(const struct srv_options *o, struct srv_registry *registry)
 {
     struct sockaddr_in addr;
@@ -500,14 +548,17 @@ struct srv_http *srv_http_start(const struct srv_options *o, struct srv_registry
     h->srv.o = o;
     h->srv.registry = registry;
     h->srv.started_us = srv_now_us();
+    /* libmicrohttpd splits its connection limit between the --http-threads: give each thread
+     * room for the whole cap, so that on_accept, not libmicrohttpd, enforces it. */
+    unsigned int mhd_limit = ((unsigned int)o->max_connections + 1u) * (unsigned int)o->http_threads;
     h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY | MHD_USE_ERROR_LOG |
                                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC,
-                                 (uint16_t)o->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
+                                 (uint16_t)o->port, on_accept, h, on_request, h, MHD_OPTION_SOCK_ADDR,
                                  (const struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
                                  (unsigned int)o->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
-                                 (unsigned int)o->connection_timeout, MHD_OPTION_CONNECTION_LIMIT,
-                                 (unsigned int)o->max_connections, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-                                 MHD_OPTION_END);
+                                 (unsigned int)o->connection_timeout, MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
+                                 on_connection, h, MHD_OPTION_END);
     if (!h->daemon) {
         eng_error("cannot listen on %s:%d (port in use, or not allowed)", o->host, o->port);
         free(h);

@@ -151,11 +151,19 @@ void srv_metrics(struct srv_req *q, char args[SRV_MAX_ARGS][SRV_ARG_MAX])
             "salient_models_loaded %d\n"
             "# HELP salient_inflight_requests Requests received and not yet answered.\n"
             "# TYPE salient_inflight_requests gauge\nsalient_inflight_requests %d\n"
+            "# HELP salient_open_connections Client connections open now (at most --max-connections).\n"
+            "# TYPE salient_open_connections gauge\nsalient_open_connections %d\n"
+            "# HELP salient_connections_refused_total Connections closed when accepted: --max-connections reached.\n"
+            "# TYPE salient_connections_refused_total counter\nsalient_connections_refused_total %llu\n"
+            "# HELP salient_uploads_cut_total Connections closed: the request body took over --connection-timeout.\n"
+            "# TYPE salient_uploads_cut_total counter\nsalient_uploads_cut_total %llu\n"
             "# HELP salient_uptime_seconds Seconds since the server started.\n"
             "# TYPE salient_uptime_seconds gauge\nsalient_uptime_seconds %.3f\n"
             "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
             "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %ld\n",
-            loaded, atomic_load(&q->srv->inflight) - 1, (double)(srv_now_us() - q->srv->started_us) / 1e6,
+            loaded, atomic_load(&q->srv->inflight) - 1, atomic_load(&q->srv->connections),
+            (unsigned long long)atomic_load(&q->srv->connections_refused),
+            (unsigned long long)atomic_load(&q->srv->uploads_cut), (double)(srv_now_us() - q->srv->started_us) / 1e6,
             resident_bytes());
     fclose(f);
     srv_reply_text(q, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);

@@ -30,7 +30,7 @@ struct srv_options {
     size_t max_body_bytes;   /* --max-body-bytes, default 32 MiB */
     size_t max_pixels;       /* --max-pixels (width x height), default 50 000 000 */
     int max_connections;     /* --max-connections, default 1000 */
-    int connection_timeout;  /* --connection-timeout seconds (idle or slow clients), default 60 */
+    int connection_timeout;  /* --connection-timeout seconds: idle, or to send a body; default 60 */
     int exit_timeout;        /* --exit-timeout seconds to finish work after SIGTERM, default 30 */
     const char *api_key;     /* --api-key or $SALIENT_API_KEY; NULL: no auth */
     const char *cors_origins;/* --cors-origins "https://a,https://b" or "*"; NULL: no CORS */

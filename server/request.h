@@ -39,6 +39,9 @@ struct srv_server {
     atomic_int draining;          /* SIGTERM seen: not ready, finishing */
     atomic_int inflight;          /* requests between headers and their answer */
     atomic_uint_fast64_t http_requests[SRV_NSTATUS + 1]; /* every route, by status */
+    atomic_int connections;       /* open client connections (the --max-connections cap) */
+    atomic_uint_fast64_t connections_refused; /* closed at accept: --max-connections reached */
+    atomic_uint_fast64_t uploads_cut;         /* closed: body slower than --connection-timeout */
     uint64_t started_us;
 };
 

@@ -6,6 +6,7 @@ INTEGRATION_TESTS = \
 	tests/integration/test_api.sh \
 	tests/integration/test_bad_requests.sh \
 	tests/integration/test_concurrency.sh \
+	tests/integration/test_faults.sh \
 	tests/integration/test_attention.sh \
 	tests/integration/test_faces.sh \
 	tests/integration/test_api_docs.sh
@@ -15,6 +16,7 @@ EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/README.md tests/integration
 	tests/integration/test_api.py \
 	tests/integration/test_bad_requests.py \
 	tests/integration/test_concurrency.py \
+	tests/integration/test_faults.py \
 	tests/integration/test_attention.py \
 	tests/integration/test_faces.py \
 	tests/data/README.md \

@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -312,6 +313,31 @@ def raw_http_rest(s, buf):
             break
         buf += chunk
     return buf
+
+
+def read_safetensors(path):
+    """{name: (shape, [floats])} of an F32 safetensors file (what salient-run writes)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        body = f.read()
+    header.pop("__metadata__", None)
+    out = {}
+    for name, h in header.items():
+        b, e = h["data_offsets"]
+        out[name] = (h["shape"], list(struct.unpack("<%df" % ((e - b) // 4), body[b:e])))
+    return out
+
+
+def proc_fds(pid):
+    """How many file descriptors process pid has open."""
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def proc_rss_kib(pid):
+    """VmRSS of process pid in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
 
 
 def parse_raw(buf):

@@ -14,13 +14,12 @@ import base64
 import io
 import json
 import os
-import struct
 import subprocess
 import sys
 
 from PIL import Image
 
-from salientd_harness import SRCDIR, Checks, Server, make_repo
+from salientd_harness import SRCDIR, Checks, Server, make_repo, read_safetensors
 
 RUN = os.environ.get("SALIENT_RUN", os.path.join(SRCDIR, "build", "tools", "salient-run"))
 sys.path.insert(0, os.path.join(SRCDIR, "models", "export"))
@@ -35,20 +34,6 @@ def post(s, path, body, ctype="application/json"):
     r = s.request("POST", path, body if isinstance(body, bytes) else json.dumps(body).encode(),
                   {"Content-Type": ctype})
     return r.status, r.json() or {}
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    header.pop("__metadata__", None)
-    out = {}
-    for name, h in header.items():
-        b, e = h["data_offsets"]
-        vals = struct.unpack("<%df" % ((e - b) // 4), data[b:e])
-        out[name] = (h["shape"], list(vals))
-    return out
 
 
 def maxdiff(a, b):
