@@ -21,6 +21,7 @@ import argparse
 import importlib
 import inspect
 import json
+import math
 import os
 import sys
 import time
@@ -45,6 +46,12 @@ PHANTOM_SIZE = 256
 # Every demo model: its family exporter, architecture, labels, data and schedule. The input
 # size is below the upstream 224 to fit a few minutes of CPU training; the manifest's
 # preprocess block says so, and so does the provenance.
+# Optional keys (swinchex-demo): schedule "warmup_cosine" (linear warm-up over `warmup` of the
+# steps, then cosine to 0; default: one-cycle), clip (gradient norm), head_prior (each label's
+# output bias starts at the training set's log-odds), detach_absent (labels with no positive in
+# the training set train their own head on detached features, so they never reach the backbone),
+# head_norm (the pooled features are standardised by a BatchNorm without affine before the head
+# while training; its running statistics are folded into the head's first Linear afterwards).
 MODELS = {
     "chexnet-demo": dict(
         family="densenet", arch="densenet121", preset="chexnet", labels=CHEXNET_LABELS, config={},
@@ -56,8 +63,9 @@ MODELS = {
         train_seed=2, heldout_seed=1002, n_heldout=600),
     "swinchex-demo": dict(
         family="swin", arch="swin_t", preset="swinchex", labels=CXR14_CSV_LABELS,
-        config=dict(embed_dim=48, depths=[2, 2, 2, 2], num_heads=[2, 4, 8, 16], window_size=7),
-        task="cxr14", loss="pairs", input=128, n_train=3000, epochs=2, batch=24, lr=1e-3, wd=0.05,
+        config=dict(patch_size=8, embed_dim=64, depths=[2, 2, 2], num_heads=[2, 4, 8], window_size=4),
+        task="cxr14", loss="pairs", input=128, n_train=3000, epochs=16, batch=24, lr=2e-4, wd=0.05,
+        schedule="warmup_cosine", warmup=0.1, clip=1.0, head_prior=True, detach_absent=True, head_norm=True,
         train_seed=1, heldout_seed=1001, n_heldout=600),
     "quadrant-demo": dict(
         family="quadrant_ae", arch="quadrant_ae", preset="covid", labels=COVID_LABELS,
@@ -175,11 +183,55 @@ def ae_decoder(model, spec):
     return torch.nn.Sequential(*mods)
 
 
-def step_loss(model, decoder, spec, x, y):
+# The output logit of a label the training set never draws, at initialisation (p ~ 0.001).
+ABSENT_LOGIT = -7.0
+
+
+def init_head_prior(model, y):
+    """SwinCheX head: start each label's output at its training prior (bias of the last Linear
+    [-l/2, l/2], l = log-odds; ABSENT_LOGIT for a label never drawn), so the first steps do not
+    push the mean label rate into the backbone (which, through Adam and LayerNorm, collapses
+    its features to one input-independent vector)."""
+    p = y.float().mean(0)
+    with torch.no_grad():
+        for k, mlp in enumerate(model.head):
+            lo = float(torch.log(p[k] / (1 - p[k]))) if 0 < p[k] < 1 else ABSENT_LOGIT
+            mlp[-1].bias.copy_(torch.tensor([-lo / 2, lo / 2]))
+
+
+def swin_logits(model, x, absent, hnorm):
+    """SalientSwin's forward (features, norm, pool, SwinCheX head) for training: the pooled
+    features standardised by hnorm (a BatchNorm1d without affine, or None), and the heads of
+    the labels in `absent` fed detached features: they learn "never" on their own, and their
+    gradient, which never vanishes (the target is a probability of 0), does not reach the
+    backbone."""
+    pooled = model.flatten(model.avgpool(model.permute(model.norm(model.features(x)))))
+    if hnorm is not None:
+        pooled = hnorm(pooled)
+    absent = absent or ()
+    return torch.cat([mlp(pooled.detach() if k in absent else pooled) for k, mlp in enumerate(model.head)], 1)
+
+
+def fold_head_norm(model, hnorm):
+    """Fold hnorm's running statistics into each SwinCheX MLP's first Linear
+    (W x' + b with x' = (x - mean) / sd  ==  (W / sd) x + b - W (mean / sd)), so the network
+    is the plain SalientSwin the exporter writes and salient runs."""
+    sd = torch.sqrt(hnorm.running_var + hnorm.eps)
+    mean = hnorm.running_mean
+    with torch.no_grad():
+        for mlp in model.head:
+            first = mlp[0]
+            first.bias -= first.weight @ (mean / sd)
+            first.weight /= sd
+
+
+def step_loss(model, decoder, spec, x, y, absent=None, hnorm=None):
     """The training objective of one batch: the task loss, plus for quadrant_ae the
-    autoencoder's reconstruction of the (detached) pooled features."""
+    autoencoder's reconstruction of the (detached) pooled features. absent, hnorm: for the
+    SwinCheX head (swin_logits)."""
     if decoder is None:
-        return loss_fn(spec["loss"], model(x), y)
+        swin = absent or hnorm is not None
+        return loss_fn(spec["loss"], swin_logits(model, x, absent, hnorm) if swin else model(x), y)
     o = model.outputs(x)
     feats = o["features"].detach()
     return loss_fn(spec["loss"], o["logits"], y) + spec["ae_recon"] * F.mse_loss(decoder(o["code"]), feats)
@@ -211,13 +263,22 @@ def train(name, spec, seed):
     imgs, recs = phantom_set(spec["task"], spec["n_train"], spec["train_seed"])
     y = targets(recs, spec["task"], list(spec["labels"]))
     model = build(spec)
+    if spec.get("head_prior"):
+        init_head_prior(model, y)
+    absent = set(int(k) for k in torch.nonzero(y.sum(0) == 0).flatten()) if spec.get("detach_absent") else None
+    hnorm = torch.nn.BatchNorm1d(model.num_features, affine=False).train() if spec.get("head_norm") else None
     decoder = ae_decoder(model, spec)
     params = list(model.parameters()) + (list(decoder.parameters()) if decoder is not None else [])
     opt = torch.optim.AdamW(params, lr=spec["lr"], weight_decay=spec["wd"])
     n, bs = len(imgs), spec["batch"]
     steps_per_epoch = n // bs
     total = steps_per_epoch * spec["epochs"]
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec["lr"], total_steps=total, pct_start=0.15)
+    if spec.get("schedule") == "warmup_cosine":
+        warm = max(1, int(round(spec["warmup"] * total)))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else
+                                                  0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    else:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec["lr"], total_steps=total, pct_start=0.15)
     log("%s: %s %s, %d params, %d phantoms x %d epochs, batch %d, input %d" % (
         name, spec["family"], spec["arch"], sum(p.numel() for p in model.parameters()), n, spec["epochs"], bs,
         spec["input"]))
@@ -228,9 +289,11 @@ def train(name, spec, seed):
         for b in range(steps_per_epoch):
             idx = np.sort(perm[b * bs:(b + 1) * bs])
             x = augment(to_input(imgs[idx], spec["input"]), gen)
-            loss = step_loss(model, decoder, spec, x, y[idx])
+            loss = step_loss(model, decoder, spec, x, y[idx], absent, hnorm)
             opt.zero_grad()
             loss.backward()
+            if spec.get("clip"):
+                torch.nn.utils.clip_grad_norm_(params, spec["clip"])
             opt.step()
             sched.step()
             step += 1
@@ -239,6 +302,8 @@ def train(name, spec, seed):
                 el = time.time() - t0
                 log("%s: epoch %d step %d/%d loss %.4f  %.0f s elapsed, ~%.0f s left" % (
                     name, ep + 1, step, total, run, el, el / step * (total - step)))
+    if hnorm is not None:
+        fold_head_norm(model, hnorm)
     model.eval()
     return model, time.time() - t0, total
 
@@ -376,8 +441,31 @@ def evaluate(model, spec):
 
 # ---------------------------------------------------------------- export
 
+def optimizer_text(spec):
+    """The optimiser and schedule as the provenance states them."""
+    if spec.get("schedule") == "warmup_cosine":
+        text = "AdamW (weight decay %g) + linear warm-up over %d%% of the steps, then cosine to 0" % (
+            spec["wd"], round(100 * spec["warmup"]))
+    else:
+        text = "AdamW + one-cycle"
+    if spec.get("clip"):
+        text += "; gradient norm clipped at %g" % spec["clip"]
+    return text
+
+
 def provenance(name, spec, seed, seconds, steps, metrics):
     """What the manifest says about how these weights were made."""
+    extra = {}
+    if spec.get("head_prior"):
+        extra["head_init"] = ("each label's output bias set to its training log-odds (%g for labels never drawn)"
+                              % ABSENT_LOGIT)
+    if spec.get("head_norm"):
+        extra["head_norm"] = ("while training, the pooled features were standardised (BatchNorm without affine) before "
+                              "the head; its running statistics are folded into each head's first Linear, so the "
+                              "exported network is the plain architecture")
+    if spec.get("detach_absent"):
+        extra["absent_labels"] = ("labels never drawn train their own head on detached features (the backbone "
+                                  "learns from the drawn labels only)")
     return {
         "demo_note": "DEMO weights trained from scratch on synthetic phantoms; not for clinical use",
         "script": "models/export/train_demo.py",
@@ -390,7 +478,7 @@ def provenance(name, spec, seed, seconds, steps, metrics):
                       % (spec["input"], spec["input"]),
         "config": dict(spec["config"]),
         "epochs": spec["epochs"], "steps": steps, "batch": spec["batch"], "lr": spec["lr"],
-        "optimizer": "AdamW + one-cycle", "augmentation": "translation +-6%, brightness/contrast",
+        "optimizer": optimizer_text(spec), **extra, "augmentation": "translation +-6%, brightness/contrast",
         "train_seconds": round(seconds, 1), "torch": torch.__version__,
         "metrics": metrics,
     }
