@@ -9,8 +9,8 @@ Why: the default model repository must serve something without PyTorch and witho
 data, and the attention-map tests need a model that has really learnt where findings are. Each
 model trains in minutes on the CPU (the CNNs 3-15 on 2 threads, swinchex-demo ~25 on one
 thread of a busy machine: a Swin from scratch needs ~6x the CNNs' steps) on phantoms from
-phantoms.py, is evaluated on a held-out phantom set drawn with a different seed (per-label ROC AUC, accuracy, and for the
-models with a linear head the CAM pointing game), and is written by its family's exporter
+phantoms.py, is evaluated on a held-out phantom set drawn with a different seed (per-label ROC
+AUC, accuracy, the CAM pointing game), and is written by its family's exporter
 (salient_export/<family>.py) into models/repo/<name>/ with "demo": true and a provenance block
 saying how it was made (script, seed, data generator and arguments, steps, held-out metrics).
 
