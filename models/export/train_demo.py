@@ -7,9 +7,10 @@
 
 Why: the default model repository must serve something without PyTorch and without patient
 data, and the attention-map tests need a model that has really learnt where findings are. Each
-model trains in a few minutes on 2 threads on phantoms from phantoms.py, is evaluated on a
-held-out phantom set drawn with a different seed (per-label ROC AUC, accuracy, and for the
-models with a linear head the CAM pointing game), and is written by its family's exporter
+model trains in minutes on the CPU (the CNNs 3-15 on 2 threads, swinchex-demo ~25 on one
+thread of a busy machine: a Swin from scratch needs ~6x the CNNs' steps) on phantoms from
+phantoms.py, is evaluated on a held-out phantom set drawn with a different seed (per-label ROC
+AUC, accuracy, the CAM pointing game), and is written by its family's exporter
 (salient_export/<family>.py) into models/repo/<name>/ with "demo": true and a provenance block
 saying how it was made (script, seed, data generator and arguments, steps, held-out metrics).
 
@@ -21,6 +22,7 @@ import argparse
 import importlib
 import inspect
 import json
+import math
 import os
 import sys
 import time
@@ -45,6 +47,16 @@ PHANTOM_SIZE = 256
 # Every demo model: its family exporter, architecture, labels, data and schedule. The input
 # size is below the upstream 224 to fit a few minutes of CPU training; the manifest's
 # preprocess block says so, and so does the provenance.
+# Optional keys (swinchex-demo): schedule "warmup_cosine" (linear warm-up over `warmup` of the
+# steps, then cosine to 0; default: one-cycle), clip (gradient norm), head_prior (each label's
+# output bias starts at the training set's log-odds), detach_absent (labels with no positive in
+# the training set train their own head on detached features, so they never reach the backbone),
+# head_norm (the pooled features are standardised by a BatchNorm without affine before the head
+# while training; its running statistics are folded into the head's first Linear afterwards),
+# aux_linear (weight of an auxiliary linear head trained with per-label BCE on the drawn labels
+# beside the SwinCheX head, discarded at export: a direct gradient into the backbone),
+# decay_matrices_only (no weight decay on norms, biases and other 1-D parameters),
+# augment (False: no translation / brightness augmentation; default True).
 MODELS = {
     "chexnet-demo": dict(
         family="densenet", arch="densenet121", preset="chexnet", labels=CHEXNET_LABELS, config={},
@@ -56,8 +68,10 @@ MODELS = {
         train_seed=2, heldout_seed=1002, n_heldout=600),
     "swinchex-demo": dict(
         family="swin", arch="swin_t", preset="swinchex", labels=CXR14_CSV_LABELS,
-        config=dict(embed_dim=48, depths=[2, 2, 2, 2], num_heads=[2, 4, 8, 16], window_size=7),
-        task="cxr14", loss="pairs", input=128, n_train=3000, epochs=2, batch=24, lr=1e-3, wd=0.05,
+        config=dict(patch_size=8, embed_dim=32, depths=[2, 2, 2], num_heads=[1, 2, 4], window_size=4),
+        task="cxr14", loss="pairs", input=128, n_train=3000, epochs=12, batch=24, lr=2e-3, wd=0.05,
+        schedule="warmup_cosine", warmup=0.05, clip=1.0, head_prior=True, detach_absent=True, head_norm=True,
+        aux_linear=1.0, decay_matrices_only=True, augment=False,
         train_seed=1, heldout_seed=1001, n_heldout=600),
     "quadrant-demo": dict(
         family="quadrant_ae", arch="quadrant_ae", preset="covid", labels=COVID_LABELS,
@@ -175,11 +189,75 @@ def ae_decoder(model, spec):
     return torch.nn.Sequential(*mods)
 
 
-def step_loss(model, decoder, spec, x, y):
+# The output logit of a label the training set never draws, at initialisation (p ~ 0.001).
+ABSENT_LOGIT = -7.0
+
+
+def init_head_prior(model, y):
+    """SwinCheX head: start each label's output at its training prior (bias of the last Linear
+    [-l/2, l/2], l = log-odds; ABSENT_LOGIT for a label never drawn), so the first steps do not
+    push the mean label rate into the backbone (which, through Adam and LayerNorm, collapses
+    its features to one input-independent vector)."""
+    p = y.float().mean(0)
+    with torch.no_grad():
+        for k, mlp in enumerate(model.head):
+            lo = float(torch.log(p[k] / (1 - p[k]))) if 0 < p[k] < 1 else ABSENT_LOGIT
+            mlp[-1].bias.copy_(torch.tensor([-lo / 2, lo / 2]))
+
+
+def swin_logits(model, x, absent, hnorm, with_pooled=False):
+    """SalientSwin's forward (features, norm, pool, SwinCheX head) for training: the pooled
+    features standardised by hnorm (a BatchNorm1d without affine, or None), and the heads of
+    the labels in `absent` fed detached features: they learn "never" on their own, and their
+    gradient, which never vanishes (the target is a probability of 0), does not reach the
+    backbone. with_pooled: (logits, the head's input)."""
+    pooled = model.flatten(model.avgpool(model.permute(model.norm(model.features(x)))))
+    if hnorm is not None:
+        pooled = hnorm(pooled)
+    absent = absent or ()
+    logits = torch.cat([mlp(pooled.detach() if k in absent else pooled) for k, mlp in enumerate(model.head)], 1)
+    return (logits, pooled) if with_pooled else logits
+
+
+def fold_head_norm(model, hnorm):
+    """Fold hnorm's running statistics into each SwinCheX MLP's first Linear
+    (W x' + b with x' = (x - mean) / sd  ==  (W / sd) x + b - W (mean / sd)), so the network
+    is the plain SalientSwin the exporter writes and salient runs."""
+    sd = torch.sqrt(hnorm.running_var + hnorm.eps)
+    mean = hnorm.running_mean
+    with torch.no_grad():
+        for mlp in model.head:
+            first = mlp[0]
+            first.bias -= first.weight @ (mean / sd)
+            first.weight /= sd
+
+
+def aux_head(model, spec, y):
+    """The auxiliary linear head of spec["aux_linear"] (None without it): pooled features ->
+    one logit per label the training set draws, trained with BCE beside the real head and
+    dropped at export. The SwinCheX MLPs reach the backbone through three ReLU layers each,
+    14 separate small signals; a linear head gives the backbone one direct gradient per label
+    from the first step, which is what gets the Swin off the label prior."""
+    if not spec.get("aux_linear"):
+        return None
+    drawn = torch.nonzero(y.sum(0) > 0).flatten()
+    lin = torch.nn.Linear(model.num_features, len(drawn))
+    lin.drawn = drawn
+    return lin
+
+
+def step_loss(model, decoder, spec, x, y, absent=None, hnorm=None, aux=None):
     """The training objective of one batch: the task loss, plus for quadrant_ae the
-    autoencoder's reconstruction of the (detached) pooled features."""
+    autoencoder's reconstruction of the (detached) pooled features. absent, hnorm, aux: for
+    the SwinCheX head (swin_logits, aux_head)."""
+    if decoder is None and aux is not None:
+        logits, pooled = swin_logits(model, x, absent, hnorm, with_pooled=True)
+        yd = y[:, aux.drawn].float()
+        aux_loss = F.binary_cross_entropy_with_logits(aux(pooled), yd)
+        return loss_fn(spec["loss"], logits, y) + spec["aux_linear"] * aux_loss
     if decoder is None:
-        return loss_fn(spec["loss"], model(x), y)
+        swin = absent or hnorm is not None
+        return loss_fn(spec["loss"], swin_logits(model, x, absent, hnorm) if swin else model(x), y)
     o = model.outputs(x)
     feats = o["features"].detach()
     return loss_fn(spec["loss"], o["logits"], y) + spec["ae_recon"] * F.mse_loss(decoder(o["code"]), feats)
@@ -211,13 +289,28 @@ def train(name, spec, seed):
     imgs, recs = phantom_set(spec["task"], spec["n_train"], spec["train_seed"])
     y = targets(recs, spec["task"], list(spec["labels"]))
     model = build(spec)
+    if spec.get("head_prior"):
+        init_head_prior(model, y)
+    absent = set(int(k) for k in torch.nonzero(y.sum(0) == 0).flatten()) if spec.get("detach_absent") else None
+    hnorm = torch.nn.BatchNorm1d(model.num_features, affine=False).train() if spec.get("head_norm") else None
     decoder = ae_decoder(model, spec)
-    params = list(model.parameters()) + (list(decoder.parameters()) if decoder is not None else [])
-    opt = torch.optim.AdamW(params, lr=spec["lr"], weight_decay=spec["wd"])
+    aux = aux_head(model, spec, y)
+    params = list(model.parameters()) + [p for m in (decoder, aux) if m is not None for p in m.parameters()]
+    if spec.get("decay_matrices_only"):
+        groups = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    else:
+        groups = params
+    opt = torch.optim.AdamW(groups, lr=spec["lr"], weight_decay=spec["wd"])
     n, bs = len(imgs), spec["batch"]
     steps_per_epoch = n // bs
     total = steps_per_epoch * spec["epochs"]
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec["lr"], total_steps=total, pct_start=0.15)
+    if spec.get("schedule") == "warmup_cosine":
+        warm = max(1, int(round(spec["warmup"] * total)))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else
+                                                  0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    else:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec["lr"], total_steps=total, pct_start=0.15)
     log("%s: %s %s, %d params, %d phantoms x %d epochs, batch %d, input %d" % (
         name, spec["family"], spec["arch"], sum(p.numel() for p in model.parameters()), n, spec["epochs"], bs,
         spec["input"]))
@@ -227,10 +320,14 @@ def train(name, spec, seed):
         perm = torch.randperm(n, generator=gen).numpy()
         for b in range(steps_per_epoch):
             idx = np.sort(perm[b * bs:(b + 1) * bs])
-            x = augment(to_input(imgs[idx], spec["input"]), gen)
-            loss = step_loss(model, decoder, spec, x, y[idx])
+            x = to_input(imgs[idx], spec["input"])
+            if spec.get("augment", True):
+                x = augment(x, gen)
+            loss = step_loss(model, decoder, spec, x, y[idx], absent, hnorm, aux)
             opt.zero_grad()
             loss.backward()
+            if spec.get("clip"):
+                torch.nn.utils.clip_grad_norm_(params, spec["clip"])
             opt.step()
             sched.step()
             step += 1
@@ -239,6 +336,8 @@ def train(name, spec, seed):
                 el = time.time() - t0
                 log("%s: epoch %d step %d/%d loss %.4f  %.0f s elapsed, ~%.0f s left" % (
                     name, ep + 1, step, total, run, el, el / step * (total - step)))
+    if hnorm is not None:
+        fold_head_norm(model, hnorm)
     model.eval()
     return model, time.time() - t0, total
 
@@ -376,12 +475,41 @@ def evaluate(model, spec):
 
 # ---------------------------------------------------------------- export
 
+def optimizer_text(spec):
+    """The optimiser and schedule as the provenance states them."""
+    if spec.get("schedule") == "warmup_cosine":
+        text = "AdamW (weight decay %g) + linear warm-up over %d%% of the steps, then cosine to 0" % (
+            spec["wd"], round(100 * spec["warmup"]))
+    else:
+        text = "AdamW + one-cycle"
+    if spec.get("decay_matrices_only"):
+        text += "; no weight decay on norms and biases"
+    if spec.get("clip"):
+        text += "; gradient norm clipped at %g" % spec["clip"]
+    return text
+
+
 def provenance(name, spec, seed, seconds, steps, metrics):
     """What the manifest says about how these weights were made."""
+    extra = {}
+    if spec.get("head_prior"):
+        extra["head_init"] = ("each label's output bias set to its training log-odds (%g for labels never drawn)"
+                              % ABSENT_LOGIT)
+    if spec.get("head_norm"):
+        extra["head_norm"] = ("while training, the pooled features were standardised (BatchNorm without affine) before "
+                              "the head; its running statistics are folded into each head's first Linear, so the "
+                              "exported network is the plain architecture")
+    if spec.get("aux_linear"):
+        extra["aux_head"] = ("while training, an auxiliary linear head on the pooled features (per-label BCE on the "
+                             "drawn labels, weight %g) beside the SwinCheX head; not exported" % spec["aux_linear"])
+    if spec.get("detach_absent"):
+        extra["absent_labels"] = ("labels never drawn train their own head on detached features (the backbone "
+                                  "learns from the drawn labels only)")
     return {
         "demo_note": "DEMO weights trained from scratch on synthetic phantoms; not for clinical use",
         "script": "models/export/train_demo.py",
-        "command": "/usr/bin/python3 models/export/train_demo.py --model %s --seed %d" % (name, seed),
+        "command": "/usr/bin/python3 models/export/train_demo.py --model %s --seed %d%s" % (
+            name, seed, " --threads %d" % spec["threads"] if spec.get("threads", 2) != 2 else ""),
         "seed": seed,
         "data": {"generator": "models/export/phantoms.py", "task": spec["task"], "n": spec["n_train"],
                  "seed": spec["train_seed"], "size": PHANTOM_SIZE, "p_finding": 0.22, "jitter": True},
@@ -390,8 +518,9 @@ def provenance(name, spec, seed, seconds, steps, metrics):
                       % (spec["input"], spec["input"]),
         "config": dict(spec["config"]),
         "epochs": spec["epochs"], "steps": steps, "batch": spec["batch"], "lr": spec["lr"],
-        "optimizer": "AdamW + one-cycle", "augmentation": "translation +-6%, brightness/contrast",
-        "train_seconds": round(seconds, 1), "torch": torch.__version__,
+        "optimizer": optimizer_text(spec), **extra,
+        "augmentation": "translation +-6%, brightness/contrast" if spec.get("augment", True) else "none",
+        "train_seconds": round(seconds, 1), "threads": spec.get("threads", 2), "torch": torch.__version__,
         "metrics": metrics,
     }
 
@@ -422,6 +551,7 @@ def run(name, args):
     for k in ("epochs", "n_train"):
         if getattr(args, k) is not None:
             spec[k] = getattr(args, k)
+    spec["threads"] = args.threads
     os.makedirs(STATE_CACHE, exist_ok=True)
     state = os.path.join(STATE_CACHE, name + ".pt")
     if args.export_only:
@@ -437,7 +567,7 @@ def run(name, args):
         seed = args.seed
         model, seconds, steps = train(name, spec, seed)
         torch.save({"state_dict": model.state_dict(), "seconds": seconds, "steps": steps, "seed": seed,
-                    "spec": {k: spec[k] for k in ("epochs", "n_train")}}, state)
+                    "spec": {k: spec[k] for k in ("epochs", "n_train", "threads")}}, state)
         log("%s: trained in %.0f s, state saved to %s" % (name, seconds, state))
     metrics = evaluate(model, spec)
     log("%s: held-out %s" % (name, json.dumps(metrics)))
@@ -452,7 +582,9 @@ def main(argv=None):
     ap.add_argument("--model", required=True, choices=sorted(MODELS) + ["all"], help="which demo model")
     ap.add_argument("--seed", type=int, default=0, help="training seed (initialisation, order, augmentation)")
     ap.add_argument("--out", default=REPO, help="model repository to write into (default models/repo)")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch CPU threads (on a machine busier than its cores, 1: OpenMP's waiting threads "
+                         "can make 2 threads ten times slower than 1)")
     ap.add_argument("--epochs", type=int, help="override the model's epochs")
     ap.add_argument("--n-train", dest="n_train", type=int, help="override the number of training phantoms")
     ap.add_argument("--export-only", action="store_true",

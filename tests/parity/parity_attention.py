@@ -42,11 +42,21 @@ FOCAL = {"cxr14": ["Nodule", "Mass", "Consolidation"], "covid": ["Viral Pneumoni
 # The top block: the network's last resolution stage, everything between the last downsampling
 # and global pooling (a DenseNet's transition3 belongs to it: denseblock4 passes its output
 # through unchanged, so randomising denseblock4 alone would leave half the channels intact).
+# A Swin's last stage depends on its number of stages: see top_block().
 TOP_BLOCK = {"densenet": ("features.transition3", "features.denseblock4", "features.norm5"), "resnet": ("layer4",),
-             "swin": ("features.6", "features.7", "norm"),
              "quadrant_ae": ("backbones.0.layer4", "backbones.0.features.transition3",
                              "backbones.0.features.denseblock4", "backbones.0.features.norm5")}
 FAMILIES = ("densenet", "resnet", "swin", "quadrant_ae")  # faceapi's maps are checked against face-api
+
+
+def top_block(man):
+    """TOP_BLOCK's prefixes for the model of manifest man. A Swin of n stages (torchvision
+    names: features.0 the patch embedding, features.<2s-1> stage s, features.<2s> the merging
+    after it) ends with the merging into stage n, stage n and the final norm."""
+    if man["family"] != "swin":
+        return TOP_BLOCK[man["family"]]
+    n = len(man["arch"]["depths"]) if isinstance(man.get("arch"), dict) and "depths" in man["arch"] else 4
+    return ("features.%d." % (2 * n - 2), "features.%d." % (2 * n - 1), "norm.")
 
 
 # --- PyTorch references -----------------------------------------------------------------------
@@ -154,7 +164,7 @@ def spearman(a, b):
     return float((ra * rb).sum() / d) if d > 0 else 1.0
 
 
-def randomised_copy(model_dir, fam, tmp):
+def randomised_copy(model_dir, prefixes, tmp):
     """A copy of the model folder with the top block's weights replaced by seeded random ones of
     the same shape and scale (std of each original tensor)."""
     dst = os.path.join(tmp, os.path.basename(model_dir) + "-random")
@@ -163,7 +173,7 @@ def randomised_copy(model_dir, fam, tmp):
     g = torch.Generator().manual_seed(1234)
     changed = 0
     for k, v in sd.items():
-        if any(k.startswith(p) for p in TOP_BLOCK[fam]) and v.dtype.is_floating_point and v.numel() > 1:
+        if any(k.startswith(p) for p in prefixes) and v.dtype.is_floating_point and v.numel() > 1:
             if "running_var" in k:
                 sd[k] = torch.rand(v.shape, generator=g) + 0.5
             else:
@@ -215,7 +225,7 @@ def main():
             probs = out["probs"]
             best = probs.argmax(1)
             sal = salient_cams(out, labels)
-            rnd_dir, changed = randomised_copy(model_dir, man["family"], tmp)
+            rnd_dir, changed = randomised_copy(model_dir, top_block(man), tmp)
             rout = run_attention(rnd_dir, paths[task][:40])
             rsal = salient_cams(rout, labels)
             rho = [spearman(sal[i, best[i]].flatten().numpy(), rsal[i, best[i]].flatten().numpy())
