@@ -52,8 +52,8 @@ int mdl_attention_init(struct mdl_model *m)
     struct mdl_attention *a = &m->attn;
     memset(a, 0, sizeof *a);
     json_t *obj = json_object_get(m->manifest.json, "attention");
-    if (!obj)
-        return 0;
+    if (!obj || mdl_family_image_ops(m->family))
+        return 0; /* families that take images keep their own maps (faceapi: per face) */
     if (!json_is_object(obj))
         return eng_error("manifest 'attention' must be an object");
     size_t off = 0;
@@ -178,6 +178,35 @@ static const float *cell(const struct eng_tensor *t, int64_t r, int y, int x, in
     return (const float *)(base + (size_t)(y * w + x) * t->nb[1]);
 }
 
+void mdl_attn_energy(const struct eng_tensor *t, int64_t r, int h, int w, float *map)
+{
+    int64_t C = t->ne[t->ndim - 1];
+    size_t cstride = t->nb[t->ndim - 1] / sizeof(float);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            const float *p = cell(t, r, y, x, w);
+            double s = 0;
+            for (int64_t c = 0; c < C; c++)
+                s += (double)p[c * (int64_t)cstride] * p[c * (int64_t)cstride];
+            map[y * w + x] = (float)(s / (double)C);
+        }
+}
+
+void mdl_attn_linear_map(const struct eng_tensor *t, int64_t r, int h, int w, const float *wk, size_t wstride,
+                         float bias, float *cam)
+{
+    int64_t C = t->ne[t->ndim - 1];
+    size_t cstride = t->nb[t->ndim - 1] / sizeof(float);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            const float *p = cell(t, r, y, x, w);
+            double acc = bias;
+            for (int64_t c = 0; c < C; c++)
+                acc += (double)wk[(size_t)c * wstride] * p[c * (int64_t)cstride];
+            cam[y * w + x] = (float)acc;
+        }
+}
+
 void mdl_attn_tap(const struct mdl_model *m, struct mdl_attn_image *a, const char *name, const struct eng_tensor *t,
                   int64_t r)
 {
@@ -188,19 +217,9 @@ void mdl_attn_tap(const struct mdl_model *m, struct mdl_attn_image *a, const cha
     int64_t C = t->ne[t->ndim - 1];
     size_t cstride = t->nb[t->ndim - 1] / sizeof(float);
     if (a->want_layers)
-        for (int l = 0; l < at->nlayers; l++) {
-            if (at->layer_tap[l] != ti)
-                continue;
-            float *map = a->buf + at->layer_off[l];
-            for (int y = 0; y < at->layer_h[l]; y++)
-                for (int x = 0; x < at->layer_w[l]; x++) {
-                    const float *p = cell(t, r, y, x, at->layer_w[l]);
-                    double s = 0;
-                    for (int64_t c = 0; c < C; c++)
-                        s += (double)p[c * (int64_t)cstride] * p[c * (int64_t)cstride];
-                    map[y * at->layer_w[l] + x] = (float)(s / (double)C);
-                }
-        }
+        for (int l = 0; l < at->nlayers; l++)
+            if (at->layer_tap[l] == ti)
+                mdl_attn_energy(t, r, at->layer_h[l], at->layer_w[l], a->buf + at->layer_off[l]);
     if (a->nlabels > 0)
         for (int s = 0; s < at->nsources; s++) {
             if (at->source_tap[s] != ti)
@@ -215,28 +234,38 @@ void mdl_attn_tap(const struct mdl_model *m, struct mdl_attn_image *a, const cha
         }
 }
 
-static void finish_layers(const struct mdl_attention *at, struct mdl_attn_image *a)
+void mdl_attn_normalise(float *const *maps, const int *cells, int n, float *weight)
 {
     double total = 0;
-    for (int l = 0; l < at->nlayers; l++) {
-        float *map = a->buf + at->layer_off[l];
-        size_t n = (size_t)at->layer_h[l] * (size_t)at->layer_w[l];
+    for (int l = 0; l < n; l++) {
+        float *map = maps[l];
         float lo = map[0], hi = map[0];
         double sum = 0;
-        for (size_t i = 0; i < n; i++) {
+        for (int i = 0; i < cells[l]; i++) {
             lo = map[i] < lo ? map[i] : lo;
             hi = map[i] > hi ? map[i] : hi;
             sum += map[i];
         }
-        double mean = sum / (double)n;
-        a->weight[l] = mean > 0 ? (float)(hi / mean - 1.0) : 0.0f;
-        total += a->weight[l];
+        double mean = sum / (double)cells[l];
+        weight[l] = mean > 0 ? (float)(hi / mean - 1.0) : 0.0f;
+        total += weight[l];
         float range = hi - lo;
-        for (size_t i = 0; i < n; i++)
+        for (int i = 0; i < cells[l]; i++)
             map[i] = range > 0 ? (map[i] - lo) / range : 0.0f;
     }
-    for (int l = 0; l < at->nlayers; l++)
-        a->weight[l] = total > 0 ? (float)(a->weight[l] / total) : 1.0f / (float)at->nlayers;
+    for (int l = 0; l < n; l++)
+        weight[l] = total > 0 ? (float)(weight[l] / total) : 1.0f / (float)n;
+}
+
+static void finish_layers(const struct mdl_attention *at, struct mdl_attn_image *a)
+{
+    float *maps[MDL_ATTN_MAX_LAYERS];
+    int cells[MDL_ATTN_MAX_LAYERS];
+    for (int l = 0; l < at->nlayers; l++) {
+        maps[l] = a->buf + at->layer_off[l];
+        cells[l] = at->layer_h[l] * at->layer_w[l];
+    }
+    mdl_attn_normalise(maps, cells, at->nlayers, a->weight);
 }
 
 static int cam_linear(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a)
@@ -248,18 +277,12 @@ static int cam_linear(const struct mdl_model *m, struct mdl_runner *r, struct md
     if (!w)
         return -1;
     int cells = at->cam_h * at->cam_w;
+    struct eng_tensor f = eng_tensor_make("features", (float *)src, 4, (int64_t[]){1, at->cam_h, at->cam_w, C});
     for (int s = 0; s < a->nlabels; s++) {
         float b = 0;
         if (m->family->class_weights(m, a->labels[s], w, &b) < 0)
             return -1;
-        float *cam = a->buf + at->cams_off + (size_t)s * (size_t)cells;
-        for (int i = 0; i < cells; i++) {
-            const float *f = src + (size_t)i * (size_t)C;
-            double acc = b;
-            for (int64_t c = 0; c < C; c++)
-                acc += (double)w[c] * f[c];
-            cam[i] = (float)acc;
-        }
+        mdl_attn_linear_map(&f, 0, at->cam_h, at->cam_w, w, 1, b, a->buf + at->cams_off + (size_t)s * (size_t)cells);
     }
     return 0;
 }
