@@ -106,6 +106,18 @@ function runSalient(args) {
   return JSON.parse(out);
 }
 
+// mulberry32: the same pseudo-random numbers in [0, 1) on every run.
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 // face-api's whole pipeline on one decoded image, as plain numbers.
 async function pipeline(ref, img, detector, score) {
   const { tf, fa } = ref;
@@ -128,5 +140,5 @@ async function pipeline(ref, img, detector, score) {
 }
 
 module.exports = {
-  EXPRESSIONS, environment, faceapi, decodeJpeg, writePpm, writeSafetensors, photos, salientFaces, modelDir, runSalient, pipeline,
+  EXPRESSIONS, environment, faceapi, decodeJpeg, writePpm, writeSafetensors, photos, salientFaces, modelDir, runSalient, pipeline, rng,
 };

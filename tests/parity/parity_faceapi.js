@@ -24,23 +24,11 @@ function fail(msg) {
   console.log(`FAIL ${msg}`);
 }
 
-// mulberry32: the same pseudo-random inputs on every run.
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 // Two images of side x side x 3 (pixels 0..255 as floats): uniform noise, and a region of a
 // photograph around its first face (nearest neighbour) so that activations look like real ones;
 // for the detectors its right 30 % is zero, as face-api pads a portrait photo.
 function inputs(photo, side, seed) {
-  const rand = rng(seed);
+  const rand = ref.rng(seed);
   const n = side * side * 3;
   const data = new Float32Array(2 * n);
   for (let i = 0; i < n; i++) data[i] = Math.floor(rand() * 256);
