@@ -237,7 +237,12 @@ json_t *srv_face_attention_json(const struct srv_infer *inf, int i, const struct
         json_decref(overlays);
         overlays = NULL;
     }
-    return attention_object(layers, cams, overlays);
+    json_t *obj = attention_object(layers, cams, overlays);
+    /* where the overlays and the maps lie in the image */
+    json_object_set_new(obj, "crop", json_pack("{s:i, s:i, s:i, s:i}", "x", f->crop[0], "y", f->crop[1], "width",
+                                               f->crop[2], "height", f->crop[3]));
+    json_object_set_new(obj, "map_region", json_pack("{s:f, s:f, s:f}", "x", box[0], "y", box[1], "size", box[2]));
+    return obj;
 }
 
 static json_t *map_output(const char *name, int gh, int gw, const float *map)
