@@ -303,7 +303,7 @@ static int cam_perturbation(const struct mdl_model *m, struct mdl_runner *r, str
     struct eng_tensor pooled;
     float *probs;
     float *pd = eng_arena_floats(&r->act, (size_t)cells * (size_t)F);
-    probs = eng_arena_floats(&r->act, (size_t)cells * (size_t)m->manifest.nlabels);
+    probs = eng_arena_floats(&r->act, (size_t)cells * (size_t)a->nlabels);
     if (!pd || !probs)
         return -1;
     pooled = eng_tensor_make("perturbed features", pd, 2, (int64_t[]){cells, F});
@@ -331,13 +331,13 @@ static int cam_perturbation(const struct mdl_model *m, struct mdl_runner *r, str
                     }
                 }
         }
-    if (m->family->head_probs(m, &r->ctx, &r->act, &pooled, probs) < 0)
+    /* Only the asked labels: SwinCheX runs one MLP per label. */
+    if (m->family->head_probs(m, &r->ctx, &r->act, &pooled, a->labels, a->nlabels, probs) < 0)
         return -1;
-    int nl = m->manifest.nlabels;
     for (int s = 0; s < a->nlabels; s++) {
         float *cam = a->buf + at->cams_off + (size_t)s * (size_t)cells;
         for (int i = 0; i < cells; i++)
-            cam[i] = probs[(size_t)i * (size_t)nl + (size_t)a->labels[s]];
+            cam[i] = probs[(size_t)i * (size_t)a->nlabels + (size_t)s];
     }
     return 0;
 }
