@@ -142,23 +142,16 @@ static double time_faces(const struct mdl_model *m, struct mdl_runner *r, const 
 static void load_image(const char *path, struct srv_image *img)
 {
     FILE *fp = fopen(path, "rb");
-    if (!fp)
-        die("cannot open the --image file");
-    size_t cap = 1 << 20, len = 0;
-    uint8_t *data = malloc(cap);
-    while (data) {
-        len += fread(data + len, 1, cap - len, fp);
-        if (len < cap)
-            break;
-        uint8_t *d = realloc(data, cap * 2);
-        if (!d)
-            free(data);
-        data = d, cap *= 2;
-    }
+    long len = -1;
+    if (!fp || fseek(fp, 0, SEEK_END) < 0 || (len = ftell(fp)) <= 0 || fseek(fp, 0, SEEK_SET) < 0)
+        die("cannot read the --image file");
+    uint8_t *data = malloc((size_t)len);
+    if (!data || fread(data, 1, (size_t)len, fp) != (size_t)len)
+        die("cannot read the --image file");
     fclose(fp);
     char err[256];
-    if (!data || srv_decode_image(data, len, 0, img, err, sizeof err) != SRV_DECODE_OK)
-        die(data ? err : "out of memory");
+    if (srv_decode_image(data, (size_t)len, 0, img, err, sizeof err) != SRV_DECODE_OK)
+        die(err);
     free(data);
 }
 

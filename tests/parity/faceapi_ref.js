@@ -106,6 +106,21 @@ function runSalient(args) {
   return JSON.parse(out);
 }
 
+// The environment for a parity test, or the exit: 77 (SKIP) without face-api, its Node packages
+// or its weights; 1 when salient-faces is not built.
+function environmentOrExit() {
+  const env = environment();
+  if (env.why) {
+    console.log(`SKIP: ${env.why}`);
+    process.exit(77);
+  }
+  if (!fs.existsSync(salientFaces())) {
+    console.log(`FAIL: ${salientFaces()} not built`);
+    process.exit(1);
+  }
+  return env;
+}
+
 // mulberry32: the same pseudo-random numbers in [0, 1) on every run.
 function rng(seed) {
   let a = seed >>> 0;
@@ -140,5 +155,5 @@ async function pipeline(ref, img, detector, score) {
 }
 
 module.exports = {
-  EXPRESSIONS, environment, faceapi, decodeJpeg, writePpm, writeSafetensors, photos, salientFaces, modelDir, runSalient, pipeline, rng,
+  EXPRESSIONS, environment, faceapi, decodeJpeg, writePpm, writeSafetensors, photos, salientFaces, modelDir, runSalient, pipeline, rng, environmentOrExit,
 };

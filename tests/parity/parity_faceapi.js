@@ -195,15 +195,7 @@ async function verification(ref0, env, model, images) {
 }
 
 async function main() {
-  const env = ref.environment();
-  if (env.why) {
-    console.log(`SKIP: ${env.why}`);
-    process.exit(77);
-  }
-  if (!fs.existsSync(ref.salientFaces())) {
-    console.log(`FAIL: ${ref.salientFaces()} not built`);
-    process.exit(1);
-  }
+  const env = ref.environmentOrExit();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parity-faceapi-'));
   try {
     const ref0 = await ref.faceapi(env);

@@ -204,15 +204,7 @@ function runMaps(model, net, input) {
 }
 
 async function main() {
-  const env = ref.environment();
-  if (env.why) {
-    console.log(`SKIP: ${env.why}`);
-    process.exit(77);
-  }
-  if (!fs.existsSync(ref.salientFaces())) {
-    console.log(`FAIL: ${ref.salientFaces()} not built`);
-    process.exit(1);
-  }
+  const env = ref.environmentOrExit();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parity-faceapi-attention-'));
   try {
     const ref0 = await ref.faceapi(env);
