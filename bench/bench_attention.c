@@ -50,6 +50,12 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static void die(const char *what)
+{
+    fprintf(stderr, "bench_attention: %s\n", what);
+    exit(1);
+}
+
 /* mode 0: no maps; 1: layers + 1 CAM per image; 2: layers + every label's CAM. Median ms. */
 static double time_mode(const struct mdl_model *m, struct mdl_runner *r, const float *x, int n, int runs, int mode,
                         float *probs, float *logits)
@@ -78,11 +84,8 @@ static double time_mode(const struct mdl_model *m, struct mdl_runner *r, const f
             fprintf(stderr, "bench_attention: %s\n", eng_errmsg());
             exit(1);
         }
-        for (int i = 0; mode && i < n; i++)
-            if (mdl_attn_finish(m, r, &att[i]) < 0) {
-                fprintf(stderr, "bench_attention: %s\n", eng_errmsg());
-                exit(1);
-            }
+        if (mode && mdl_attn_finish_batch(m, r, att, n) < 0)
+            die(eng_errmsg());
         if (it >= 0)
             t[it] = now_ms() - t0;
     }
@@ -93,12 +96,6 @@ static double time_mode(const struct mdl_model *m, struct mdl_runner *r, const f
     free(labels);
     free(t);
     return med;
-}
-
-static void die(const char *what)
-{
-    fprintf(stderr, "bench_attention: %s\n", what);
-    exit(1);
 }
 
 /* A face model: the pipeline on n copies of img, with or without every face's maps. Median ms. */

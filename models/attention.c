@@ -292,27 +292,16 @@ static float taper(int d)
     return d == 0 ? 1.0f : d == 1 ? 0.5f : 0.0f;
 }
 
-static int cam_perturbation(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a)
+/* The perturbed copies of image a's source maps, one row per cell, into rows (cells x F, zeroed). */
+static void perturbed_rows(const struct mdl_attention *at, const struct mdl_attn_image *a, int64_t per_quadrant,
+                           int64_t F, float *rows)
 {
-    const struct mdl_attention *at = &m->attn;
-    int h = at->cam_h, w = at->cam_w, cells = h * w;
-    int64_t per_quadrant = 0;
-    for (int s = 0; s < at->nsources; s++)
-        per_quadrant += at->source_c[s];
-    int64_t F = at->quadrant_pool ? 4 * per_quadrant : per_quadrant;
-    struct eng_tensor pooled;
-    float *probs;
-    float *pd = eng_arena_floats(&r->act, (size_t)cells * (size_t)F);
-    probs = eng_arena_floats(&r->act, (size_t)cells * (size_t)a->nlabels);
-    if (!pd || !probs)
-        return -1;
-    pooled = eng_tensor_make("perturbed features", pd, 2, (int64_t[]){cells, F});
-    memset(pd, 0, sizeof(float) * (size_t)cells * (size_t)F);
+    int h = at->cam_h, w = at->cam_w;
     int qh = at->quadrant_pool ? h / 2 : h, qw = at->quadrant_pool ? w / 2 : w;
     float inv = 1.0f / (float)(qh * qw);
     for (int cy = 0; cy < h; cy++)
         for (int cx = 0; cx < w; cx++) {
-            float *row = pd + (size_t)(cy * w + cx) * (size_t)F;
+            float *row = rows + (size_t)(cy * w + cx) * (size_t)F;
             /* Only the 3x3 neighbourhood has non-zero weight. */
             for (int y = cy - 1; y <= cy + 1; y++)
                 for (int x = cx - 1; x <= cx + 1; x++) {
@@ -331,35 +320,111 @@ static int cam_perturbation(const struct mdl_model *m, struct mdl_runner *r, str
                     }
                 }
         }
+}
+
+/* Perturbation CAMs of g images asking for the same labels (imgs[0]->labels), all their cells
+ * through the head as one batch: one call per label's weights instead of one per image. */
+static int cam_perturbation(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *const *imgs,
+                            int g)
+{
+    const struct mdl_attention *at = &m->attn;
+    int cells = at->cam_h * at->cam_w, nl = imgs[0]->nlabels;
+    int64_t per_quadrant = 0;
+    for (int s = 0; s < at->nsources; s++)
+        per_quadrant += at->source_c[s];
+    int64_t F = at->quadrant_pool ? 4 * per_quadrant : per_quadrant;
+    size_t rows = (size_t)g * (size_t)cells, mark = eng_arena_mark(&r->act);
+    float *pd = eng_arena_floats(&r->act, rows * (size_t)F);
+    float *probs = eng_arena_floats(&r->act, rows * (size_t)nl);
+    int rc = -1;
+    if (!pd || !probs)
+        goto out;
+    struct eng_tensor pooled = eng_tensor_make("perturbed features", pd, 2, (int64_t[]){(int64_t)rows, F});
+    memset(pd, 0, sizeof(float) * rows * (size_t)F);
+    for (int i = 0; i < g; i++)
+        perturbed_rows(at, imgs[i], per_quadrant, F, pd + (size_t)i * (size_t)cells * (size_t)F);
     /* Only the asked labels: SwinCheX runs one MLP per label. */
-    if (m->family->head_probs(m, &r->ctx, &r->act, &pooled, a->labels, a->nlabels, probs) < 0)
+    if (m->family->head_probs(m, &r->ctx, &r->act, &pooled, imgs[0]->labels, nl, probs) < 0)
+        goto out;
+    for (int i = 0; i < g; i++)
+        for (int s = 0; s < nl; s++) {
+            float *cam = imgs[i]->buf + at->cams_off + (size_t)s * (size_t)cells;
+            const float *p = probs + (size_t)i * (size_t)cells * (size_t)nl;
+            for (int c = 0; c < cells; c++)
+                cam[c] = p[(size_t)c * (size_t)nl + (size_t)s];
+        }
+    rc = 0;
+out:
+    eng_arena_rewind(&r->act, mark);
+    return rc;
+}
+
+static bool same_labels(const struct mdl_attn_image *a, const struct mdl_attn_image *b)
+{
+    return a->nlabels == b->nlabels && memcmp(a->labels, b->labels, sizeof(int) * (size_t)a->nlabels) == 0;
+}
+
+int mdl_attn_finish_batch(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a, int n)
+{
+    const struct mdl_attention *at = &m->attn;
+    bool cams = false;
+    for (int i = 0; i < n; i++) {
+        if (!a[i].buf)
+            continue;
+        if (a[i].want_layers)
+            finish_layers(at, &a[i]);
+        if (a[i].nlabels <= 0 || at->cam == MDL_CAM_NONE)
+            continue;
+        if (a[i].nlabels > at->max_cams)
+            return eng_error("%d CAMs asked for, at most %d", a[i].nlabels, at->max_cams);
+        for (int s = 0; s < a[i].nlabels; s++)
+            if (a[i].labels[s] < 0 || a[i].labels[s] >= m->manifest.nlabels)
+                return eng_error("CAM label %d out of range", a[i].labels[s]);
+        cams = true;
+    }
+    if (!cams)
+        return 0;
+    /* The forward is over: its activations are dead, so the arenas are free to use. */
+    eng_arena_reset(&r->act);
+    eng_arena_reset(&r->ctx.scratch);
+    if (at->cam == MDL_CAM_LINEAR) {
+        for (int i = 0; i < n; i++)
+            if (a[i].buf && a[i].nlabels > 0 && cam_linear(m, r, &a[i]) < 0)
+                return -1;
+        return 0;
+    }
+    /* Images asking for the same labels (every label, or the same best one) go through the head
+     * together, as many as the arena holds (halving the group when it does not). */
+    struct mdl_attn_image *group[64];
+    bool *done = eng_arena_alloc(&r->act, (size_t)n * sizeof *done);
+    if (!done)
         return -1;
-    for (int s = 0; s < a->nlabels; s++) {
-        float *cam = a->buf + at->cams_off + (size_t)s * (size_t)cells;
-        for (int i = 0; i < cells; i++)
-            cam[i] = probs[(size_t)i * (size_t)a->nlabels + (size_t)s];
+    memset(done, 0, (size_t)n * sizeof *done);
+    for (int i = 0; i < n; i++) {
+        if (done[i] || !a[i].buf || a[i].nlabels <= 0)
+            continue;
+        int g = 0;
+        for (int j = i; j < n && g < 64; j++)
+            if (!done[j] && a[j].buf && same_labels(&a[i], &a[j])) {
+                group[g++] = &a[j];
+                done[j] = true;
+            }
+        for (int s = 0; s < g;) {
+            int k = g - s;
+            while (cam_perturbation(m, r, group + s, k) < 0) {
+                if (k == 1)
+                    return -1;
+                k /= 2; /* the arena holds fewer rows: smaller groups */
+            }
+            s += k;
+        }
     }
     return 0;
 }
 
 int mdl_attn_finish(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a)
 {
-    const struct mdl_attention *at = &m->attn;
-    if (!a->buf)
-        return 0;
-    if (a->want_layers)
-        finish_layers(at, a);
-    if (a->nlabels <= 0 || at->cam == MDL_CAM_NONE)
-        return 0;
-    if (a->nlabels > at->max_cams)
-        return eng_error("%d CAMs asked for, at most %d", a->nlabels, at->max_cams);
-    for (int s = 0; s < a->nlabels; s++)
-        if (a->labels[s] < 0 || a->labels[s] >= m->manifest.nlabels)
-            return eng_error("CAM label %d out of range", a->labels[s]);
-    /* The forward is over: its activations are dead, so the arenas are free to use. */
-    eng_arena_reset(&r->act);
-    eng_arena_reset(&r->ctx.scratch);
-    return at->cam == MDL_CAM_LINEAR ? cam_linear(m, r, a) : cam_perturbation(m, r, a);
+    return mdl_attn_finish_batch(m, r, a, 1);
 }
 
 const float *mdl_attn_layer_map(const struct mdl_model *m, const struct mdl_attn_image *a, int l)

@@ -95,6 +95,11 @@ void mdl_attn_tap(const struct mdl_model *m, struct mdl_attn_image *a, const cha
  * Returns 0 or -1 with a message. */
 int mdl_attn_finish(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a);
 
+/* The same for the n images of one forward: perturbation CAMs of images asking for the same
+ * labels run through the head together (one weight pass per label for the batch rather than per
+ * image). Prefer it to n calls of mdl_attn_finish. */
+int mdl_attn_finish_batch(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a, int n);
+
 /* Building blocks, also for families that keep their own maps (faceapi.c, per face):
  * the layer map M(i, j) = mean_c A(i, j, c)^2 of row r of t (a [n, h, w, c] map or [n, L, C]
  * tokens of an h x w grid) into map (h * w floats, raw); */

@@ -315,10 +315,8 @@ static int attention_after(struct srv_job *j, struct mdl_runner *r)
                 best = pr[k] > pr[best] ? k : best;
             inf->cam_labels[i] = best;
         }
-        if (mdl_attn_finish(m, r, &inf->att[i]) < 0)
-            return -1;
     }
-    return 0;
+    return mdl_attn_finish_batch(m, r, inf->att, inf->n);
 }
 
 /* Check the attention parameters against the model and allocate the per-image state.
