@@ -5,8 +5,6 @@
 // each kind.
 'use strict';
 
-const fs = require('fs');
-const os = require('os');
 const path = require('path');
 const ref = require('./faceapi_ref.js');
 
@@ -194,31 +192,16 @@ async function verification(ref0, env, model, images) {
   }
 }
 
-async function main() {
-  const env = ref.environmentOrExit();
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parity-faceapi-'));
-  try {
-    const ref0 = await ref.faceapi(env);
-    console.log(`face-api ${ref0.version}, tfjs backend ${ref0.backend}; salient ${ref.salientFaces()}`);
-    const model = ref.modelDir(env, tmp);
-    const images = ref.photos(env).map((jpg) => ({ jpg, img: ref.decodeJpeg(env, jpg) }));
-    // and the first one turned to portrait: face-api pads it on the right instead of the bottom
-    images.push({ jpg: `${images[0].jpg} (rotated)`, img: rotate(images[0].img) });
-    images.forEach((im, i) => {
-      im.ppm = path.join(tmp, `photo${i}.ppm`);
-      ref.writePpm(im.ppm, im.img);
-    });
-    await perNetwork(ref0, env, tmp, model, images[0].img);
-    await pipelines(ref0, env, tmp, model, images);
-    await verification(ref0, env, model, images);
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
-  console.log(failures ? `${failures} check(s) failed` : 'all within tolerance');
-  process.exit(failures ? 1 : 0);
-}
-
-main().catch((e) => {
-  console.log(`FAIL: ${e.stack || e}`);
-  process.exit(1);
-});
+ref.runParity('parity-faceapi', async (env, ref0, tmp) => {
+  const model = ref.modelDir(env, tmp);
+  const images = ref.photos(env).map((jpg) => ({ jpg, img: ref.decodeJpeg(env, jpg) }));
+  // and the first one turned to portrait: face-api pads it on the right instead of the bottom
+  images.push({ jpg: `${images[0].jpg} (rotated)`, img: rotate(images[0].img) });
+  images.forEach((im, i) => {
+    im.ppm = path.join(tmp, `photo${i}.ppm`);
+    ref.writePpm(im.ppm, im.img);
+  });
+  await perNetwork(ref0, env, tmp, model, images[0].img);
+  await pipelines(ref0, env, tmp, model, images);
+  await verification(ref0, env, model, images);
+}, () => failures);

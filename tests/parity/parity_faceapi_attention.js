@@ -17,7 +17,6 @@
 'use strict';
 
 const fs = require('fs');
-const os = require('os');
 const path = require('path');
 const ref = require('./faceapi_ref.js');
 
@@ -203,100 +202,85 @@ function runMaps(model, net, input) {
   return ref.runSalient(['--model', model, '--net', net, '--input', input, '--attention']);
 }
 
-async function main() {
-  const env = ref.environmentOrExit();
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parity-faceapi-attention-'));
-  try {
-    const ref0 = await ref.faceapi(env);
-    const { tf, fa } = ref0;
-    const N = fa.nets;
-    console.log(`face-api ${ref0.version}, tfjs backend ${ref0.backend}; salient ${ref.salientFaces()}`);
-    const model = ref.modelDir(env, tmp);
-    const batch = await crops(ref0, env);
-    const n = batch.shape[0];
-    const input = path.join(tmp, 'crops.safetensors');
-    ref.writeSafetensors(input, batch.shape, batch.dataSync());
-    console.log(`${n} aligned face crops from ${ref.photos(env).length} demo photographs`);
+ref.runParity('parity-faceapi-attention', async (env, ref0, tmp) => {
+  const { tf, fa } = ref0;
+  const N = fa.nets;
+  const model = ref.modelDir(env, tmp);
+  const batch = await crops(ref0, env);
+  const n = batch.shape[0];
+  const input = path.join(tmp, 'crops.safetensors');
+  ref.writeSafetensors(input, batch.shape, batch.dataSync());
+  console.log(`${n} aligned face crops from ${ref.photos(env).length} demo photographs`);
 
-    // expression: the chain must be face-api's own
-    const eparams = N.faceExpressionNet.faceFeatureExtractor.params;
-    const blocks = denseBlocks(tf, eparams, batch);
-    const pooledMine = tf.mean(blocks[3], [1, 2]).dataSync();
-    const pooledTheirs = N.faceExpressionNet.faceFeatureExtractor.forwardInput(await fa.toNetInput(tf.unstack(batch))).dataSync();
-    const chainErr = maxErr(pooledMine, pooledTheirs);
-    console.log(`dense blocks re-run on face-api's params vs its forwardInput: pooled features max err ${chainErr.toExponential(2)}`);
-    if (!(chainErr <= 1e-5)) fail(`the test's dense chain is not face-api's (pooled features differ by ${chainErr})`);
+  // expression: the chain must be face-api's own
+  const eparams = N.faceExpressionNet.faceFeatureExtractor.params;
+  const blocks = denseBlocks(tf, eparams, batch);
+  const pooledMine = tf.mean(blocks[3], [1, 2]).dataSync();
+  const pooledTheirs = N.faceExpressionNet.faceFeatureExtractor.forwardInput(await fa.toNetInput(tf.unstack(batch))).dataSync();
+  const chainErr = maxErr(pooledMine, pooledTheirs);
+  console.log(`dense blocks re-run on face-api's params vs its forwardInput: pooled features max err ${chainErr.toExponential(2)}`);
+  if (!(chainErr <= 1e-5)) fail(`the test's dense chain is not face-api's (pooled features differ by ${chainErr})`);
 
-    const got = runMaps(model, 'face_expression', input);
-    const wantLayers = layerMaps(tf, blocks);
-    const wantCams = cams(tf, blocks[3], N.faceExpressionNet.params.fc);
-    const worst = { map: 0, weight: 0 };
-    const ecam = { abs: 0, rel: 0, norm: 0, scale: 0 };
-    for (let i = 0; i < n; i++) {
-      const mine = got.maps[i];
-      for (let b = 0; b < 4; b++) {
-        const l = mine.layers[`face_expression/dense${b}`];
-        if (!l) { fail(`face ${i}: no face_expression/dense${b} map`); continue; }
-        worst.map = Math.max(worst.map, maxErr(l.map, wantLayers[i].maps[b]));
-        worst.weight = Math.max(worst.weight, Math.abs(l.weight - wantLayers[i].weights[b]));
-      }
-      ref.EXPRESSIONS.forEach((label, k) => {
-        const c = mine.cam[label];
-        if (!c) { fail(`face ${i}: no CAM for ${label}`); return; }
-        camErr(c.map, wantCams[i][k], ecam);
-      });
+  const got = runMaps(model, 'face_expression', input);
+  const wantLayers = layerMaps(tf, blocks);
+  const wantCams = cams(tf, blocks[3], N.faceExpressionNet.params.fc);
+  const worst = { map: 0, weight: 0 };
+  const ecam = { abs: 0, rel: 0, norm: 0, scale: 0 };
+  for (let i = 0; i < n; i++) {
+    const mine = got.maps[i];
+    for (let b = 0; b < 4; b++) {
+      const l = mine.layers[`face_expression/dense${b}`];
+      if (!l) { fail(`face ${i}: no face_expression/dense${b} map`); continue; }
+      worst.map = Math.max(worst.map, maxErr(l.map, wantLayers[i].maps[b]));
+      worst.weight = Math.max(worst.weight, Math.abs(l.weight - wantLayers[i].weights[b]));
     }
-    console.log(`face_expression: layer maps (normalised) max err ${worst.map.toExponential(2)}, weights ${worst.weight.toExponential(2)}`);
-    console.log(`  CAMs of the 7 expressions: ${camLine(ecam)}`);
-    for (const k of Object.keys(worst)) if (!(worst[k] <= TOL)) fail(`face_expression layer ${k}s differ by ${worst[k]} (tolerance ${TOL})`);
-    camFail('expression', ecam);
-
-    // age and gender: TinyXception's output is face-api's own
-    const exit = N.ageGenderNet.faceFeatureExtractor.forwardInput(await fa.toNetInput(tf.unstack(batch)));
-    const ag = N.ageGenderNet.params.fc;
-    const age = cams(tf, exit, ag.age); const gender = cams(tf, exit, ag.gender);
-    const gotAg = runMaps(model, 'age_gender', input);
-    const agcam = { abs: 0, rel: 0, norm: 0, scale: 0 };
-    for (let i = 0; i < n; i++) {
-      const want = { male: gender[i][0], female: gender[i][1], age: age[i][0] };
-      for (const label of Object.keys(want)) {
-        const c = gotAg.maps[i].cam[label];
-        if (!c) { fail(`face ${i}: no CAM for ${label}`); continue; }
-        camErr(c.map, want[label], agcam);
-      }
-    }
-    console.log(`age_gender: CAMs of female, male, age: ${camLine(agcam)}`);
-    camFail('age_gender', agcam);
-
-    // model randomisation: dense3 re-drawn
-    const rdir = path.join(tmp, 'random');
-    fs.mkdirSync(rdir);
-    const rfile = await randomisedExpression(ref0, env, rdir);
-    const rmodel = ref.modelDir(env, rdir);
-    const man = JSON.parse(fs.readFileSync(path.join(rmodel, 'manifest.json'), 'utf8'));
-    man.weights.face_expression = rfile;
-    fs.writeFileSync(path.join(rmodel, 'manifest.json'), JSON.stringify(man));
-    fs.renameSync(path.join(rdir, rfile), path.join(rmodel, rfile));
-    fs.renameSync(path.join(rdir, 'face_expression_random.bin'), path.join(rmodel, 'face_expression_random.bin'));
-    const rgot = runMaps(rmodel, 'face_expression', input);
-    const rhos = [];
-    for (let i = 0; i < n; i++) {
-      const probs = got.output.slice(i * 7, i * 7 + 7);
-      const best = ref.EXPRESSIONS[probs.indexOf(Math.max(...probs))];
-      rhos.push(spearman(got.maps[i].cam[best].map, rgot.maps[i].cam[best].map));
-    }
-    const over = rhos.filter((r) => !(r < RHO_MAX));
-    console.log(`randomisation (dense3 re-drawn): Spearman rho of each face's best-expression CAM with the original:`
-      + ` ${rhos.map((r) => r.toFixed(2)).join(' ')}; max ${Math.max(...rhos).toFixed(3)}`);
-    if (over.length) fail(`${over.length} of ${n} faces keep a CAM rank correlation >= ${RHO_MAX} with dense3 randomised`);
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
+    ref.EXPRESSIONS.forEach((label, k) => {
+      const c = mine.cam[label];
+      if (!c) { fail(`face ${i}: no CAM for ${label}`); return; }
+      camErr(c.map, wantCams[i][k], ecam);
+    });
   }
-  console.log(failures ? `${failures} check(s) failed` : 'all within tolerance');
-  process.exit(failures ? 1 : 0);
-}
+  console.log(`face_expression: layer maps (normalised) max err ${worst.map.toExponential(2)}, weights ${worst.weight.toExponential(2)}`);
+  console.log(`  CAMs of the 7 expressions: ${camLine(ecam)}`);
+  for (const k of Object.keys(worst)) if (!(worst[k] <= TOL)) fail(`face_expression layer ${k}s differ by ${worst[k]} (tolerance ${TOL})`);
+  camFail('expression', ecam);
 
-main().catch((e) => {
-  console.log(`FAIL: ${e.stack || e}`);
-  process.exit(1);
-});
+  // age and gender: TinyXception's output is face-api's own
+  const exit = N.ageGenderNet.faceFeatureExtractor.forwardInput(await fa.toNetInput(tf.unstack(batch)));
+  const ag = N.ageGenderNet.params.fc;
+  const age = cams(tf, exit, ag.age); const gender = cams(tf, exit, ag.gender);
+  const gotAg = runMaps(model, 'age_gender', input);
+  const agcam = { abs: 0, rel: 0, norm: 0, scale: 0 };
+  for (let i = 0; i < n; i++) {
+    const want = { male: gender[i][0], female: gender[i][1], age: age[i][0] };
+    for (const label of Object.keys(want)) {
+      const c = gotAg.maps[i].cam[label];
+      if (!c) { fail(`face ${i}: no CAM for ${label}`); continue; }
+      camErr(c.map, want[label], agcam);
+    }
+  }
+  console.log(`age_gender: CAMs of female, male, age: ${camLine(agcam)}`);
+  camFail('age_gender', agcam);
+
+  // model randomisation: dense3 re-drawn
+  const rdir = path.join(tmp, 'random');
+  fs.mkdirSync(rdir);
+  const rfile = await randomisedExpression(ref0, env, rdir);
+  const rmodel = ref.modelDir(env, rdir);
+  const man = JSON.parse(fs.readFileSync(path.join(rmodel, 'manifest.json'), 'utf8'));
+  man.weights.face_expression = rfile;
+  fs.writeFileSync(path.join(rmodel, 'manifest.json'), JSON.stringify(man));
+  fs.renameSync(path.join(rdir, rfile), path.join(rmodel, rfile));
+  fs.renameSync(path.join(rdir, 'face_expression_random.bin'), path.join(rmodel, 'face_expression_random.bin'));
+  const rgot = runMaps(rmodel, 'face_expression', input);
+  const rhos = [];
+  for (let i = 0; i < n; i++) {
+    const probs = got.output.slice(i * 7, i * 7 + 7);
+    const best = ref.EXPRESSIONS[probs.indexOf(Math.max(...probs))];
+    rhos.push(spearman(got.maps[i].cam[best].map, rgot.maps[i].cam[best].map));
+  }
+  const over = rhos.filter((r) => !(r < RHO_MAX));
+  console.log(`randomisation (dense3 re-drawn): Spearman rho of each face's best-expression CAM with the original:`
+    + ` ${rhos.map((r) => r.toFixed(2)).join(' ')}; max ${Math.max(...rhos).toFixed(3)}`);
+  if (over.length) fail(`${over.length} of ${n} faces keep a CAM rank correlation >= ${RHO_MAX} with dense3 randomised`);
+}, () => failures);
