@@ -6,7 +6,11 @@
  * threads do not spin): on a shared machine wall-clock time says more about the neighbours
  * than about the maps.
  *
- *   bench/bench_attention [--batch 8] [--runs 15] [--threads 2] MODEL_DIR...
+ * A face model (faceapi) runs the whole pipeline on --image (batch copies of it) without maps
+ * and with every face's maps (layer maps and all 10 CAMs: they are computed in the heads' taps
+ * whichever are reported, so both map columns are the same work, measured twice).
+ *
+ *   bench/bench_attention [--batch 8] [--runs 15] [--threads 2] [--image FACE.jpg] MODEL_DIR...
  */
 #include "config.h"
 
@@ -17,7 +21,9 @@
 
 #include "engine/error.h"
 #include "models/attention.h"
+#include "models/faceapi.h"
 #include "models/model.h"
+#include "server/decode_image.h"
 
 struct tap_ctx {
     const struct mdl_model *m;
@@ -42,6 +48,12 @@ static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "bench_attention: %s\n", what);
+    exit(1);
 }
 
 /* mode 0: no maps; 1: layers + 1 CAM per image; 2: layers + every label's CAM. Median ms. */
@@ -72,11 +84,8 @@ static double time_mode(const struct mdl_model *m, struct mdl_runner *r, const f
             fprintf(stderr, "bench_attention: %s\n", eng_errmsg());
             exit(1);
         }
-        for (int i = 0; mode && i < n; i++)
-            if (mdl_attn_finish(m, r, &att[i]) < 0) {
-                fprintf(stderr, "bench_attention: %s\n", eng_errmsg());
-                exit(1);
-            }
+        if (mode && mdl_attn_finish_batch(m, r, att, n) < 0)
+            die(eng_errmsg());
         if (it >= 0)
             t[it] = now_ms() - t0;
     }
@@ -89,13 +98,70 @@ static double time_mode(const struct mdl_model *m, struct mdl_runner *r, const f
     return med;
 }
 
+/* A face model: the pipeline on n copies of img, with or without every face's maps. Median ms. */
+static double time_faces(const struct mdl_model *m, struct mdl_runner *r, const struct srv_image *img, int n,
+                         int runs, bool maps)
+{
+    const struct mdl_face_attention *at = mdl_face_attention(m);
+    struct mdl_face_opts o;
+    mdl_face_opts_default(m, &o);
+    o.attention = maps;
+    if (maps && !at)
+        die("the face model's manifest names no attention maps");
+    if (mdl_face_opts_check(m, &o) < 0)
+        die(eng_errmsg());
+    struct mdl_image *views = calloc((size_t)n, sizeof *views);
+    struct mdl_face_opts *opts = calloc((size_t)n, sizeof *opts);
+    struct mdl_faces *out = calloc((size_t)n, sizeof *out);
+    float *buf = calloc((size_t)n * (size_t)o.max_faces * (at && at->floats ? at->floats : 1), sizeof(float));
+    double *t = calloc((size_t)runs, sizeof(double));
+    if (!views || !opts || !out || !buf || !t)
+        die("out of memory");
+    for (int i = 0; i < n; i++) {
+        views[i] = (struct mdl_image){img->width, img->height, img->channels, img->data, img->stride};
+        opts[i] = o;
+    }
+    for (int it = -2; it < runs; it++) {
+        for (int i = 0; i < n; i++)
+            out[i] = (struct mdl_faces){NULL, 0, 0, maps ? buf + (size_t)i * (size_t)o.max_faces * at->floats : NULL};
+        double t0 = now_ms();
+        if (mdl_model_run_images(m, r, views, opts, n, out) < 0)
+            die(eng_errmsg());
+        if (it >= 0)
+            t[it] = now_ms() - t0;
+    }
+    qsort(t, (size_t)runs, sizeof(double), cmp_double);
+    double med = t[runs / 2];
+    free(views), free(opts), free(out), free(buf), free(t);
+    return med;
+}
+
+static void load_image(const char *path, struct srv_image *img)
+{
+    FILE *fp = fopen(path, "rb");
+    long len = -1;
+    if (!fp || fseek(fp, 0, SEEK_END) < 0 || (len = ftell(fp)) <= 0 || fseek(fp, 0, SEEK_SET) < 0)
+        die("cannot read the --image file");
+    uint8_t *data = malloc((size_t)len);
+    if (!data || fread(data, 1, (size_t)len, fp) != (size_t)len)
+        die("cannot read the --image file");
+    fclose(fp);
+    char err[256];
+    if (srv_decode_image(data, (size_t)len, 0, img, err, sizeof err) != SRV_DECODE_OK)
+        die(err);
+    free(data);
+}
+
 int main(int argc, char **argv)
 {
     int batch = 8, runs = 15, threads = 2;
+    const char *image = NULL;
     int first = 1;
     while (first < argc && strncmp(argv[first], "--", 2) == 0 && first + 1 < argc) {
         int v = atoi(argv[first + 1]);
-        if (strcmp(argv[first], "--batch") == 0)
+        if (strcmp(argv[first], "--image") == 0)
+            image = argv[first + 1];
+        else if (strcmp(argv[first], "--batch") == 0)
             batch = v;
         else if (strcmp(argv[first], "--runs") == 0)
             runs = v;
@@ -106,7 +172,7 @@ int main(int argc, char **argv)
         first += 2;
     }
     if (first >= argc || batch < 1 || runs < 1 || threads < 1) {
-        fprintf(stderr, "usage: bench_attention [--batch N] [--runs N] [--threads N] MODEL_DIR...\n");
+        fprintf(stderr, "usage: bench_attention [--batch N] [--runs N] [--threads N] [--image FACE.jpg] MODEL_DIR...\n");
         return 2;
     }
     printf("| model | input | batch | no maps (CPU ms) | maps, best-label CAM (CPU ms) | overhead | maps, every label's CAM (CPU ms) | overhead |\n");
@@ -123,6 +189,22 @@ int main(int argc, char **argv)
         if (mdl_runner_init(&r, m, threads) < 0) {
             fprintf(stderr, "bench_attention: %s\n", eng_errmsg());
             return 1;
+        }
+        if (mdl_model_takes_images(m)) {
+            if (!image)
+                die("a face model needs --image (a photograph with faces)");
+            struct srv_image img;
+            load_image(image, &img);
+            double t0 = time_faces(m, &r, &img, batch, runs, false);
+            double t1 = time_faces(m, &r, &img, batch, runs, true);
+            double t2 = time_faces(m, &r, &img, batch, runs, true);
+            printf("| %s | %dx%d photo | %d | %.2f | %.2f | %+.1f%% | %.2f | %+.1f%% |\n", name, img.width, img.height,
+                   batch, t0, t1, 100.0 * (t1 / t0 - 1.0), t2, 100.0 * (t2 / t0 - 1.0));
+            fflush(stdout);
+            srv_image_free(&img);
+            mdl_runner_free(&r);
+            mdl_model_free(m);
+            continue;
         }
         size_t per = (size_t)(m->in_h * m->in_w * m->in_c);
         float *x = malloc((size_t)batch * per * sizeof(float));

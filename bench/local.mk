@@ -12,7 +12,8 @@ EXTRA_DIST += bench/README.md bench/run_models.sh bench/models.py bench/ort_benc
 noinst_PROGRAMS += bench/bench_attention
 bench_bench_attention_SOURCES = bench/bench_attention.c
 bench_bench_attention_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
-bench_bench_attention_LDADD = models/libmodels.la engine/libengine.la $(JANSSON_LIBS) $(BLAS_LIBS) $(OPENMP_CFLAGS) -lm
+# server/decode_image for a face model's --image
+bench_bench_attention_LDADD = $(SERVER_LIBS)
 # bench_faces.js: the face pipeline against face-api (Node, tfjs wasm) in the same run.
 EXTRA_DIST += bench/bench_faces.js
 # soak.py: minutes of mixed load on salientd, every answer checked (bench/README.md).

@@ -52,8 +52,8 @@ int mdl_attention_init(struct mdl_model *m)
     struct mdl_attention *a = &m->attn;
     memset(a, 0, sizeof *a);
     json_t *obj = json_object_get(m->manifest.json, "attention");
-    if (!obj)
-        return 0;
+    if (!obj || mdl_family_image_ops(m->family))
+        return 0; /* families that take images keep their own maps (faceapi: per face) */
     if (!json_is_object(obj))
         return eng_error("manifest 'attention' must be an object");
     size_t off = 0;
@@ -178,6 +178,35 @@ static const float *cell(const struct eng_tensor *t, int64_t r, int y, int x, in
     return (const float *)(base + (size_t)(y * w + x) * t->nb[1]);
 }
 
+void mdl_attn_energy(const struct eng_tensor *t, int64_t r, int h, int w, float *map)
+{
+    int64_t C = t->ne[t->ndim - 1];
+    size_t cstride = t->nb[t->ndim - 1] / sizeof(float);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            const float *p = cell(t, r, y, x, w);
+            double s = 0;
+            for (int64_t c = 0; c < C; c++)
+                s += (double)p[c * (int64_t)cstride] * p[c * (int64_t)cstride];
+            map[y * w + x] = (float)(s / (double)C);
+        }
+}
+
+void mdl_attn_linear_map(const struct eng_tensor *t, int64_t r, int h, int w, const float *wk, size_t wstride,
+                         float bias, float *cam)
+{
+    int64_t C = t->ne[t->ndim - 1];
+    size_t cstride = t->nb[t->ndim - 1] / sizeof(float);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            const float *p = cell(t, r, y, x, w);
+            double acc = bias;
+            for (int64_t c = 0; c < C; c++)
+                acc += (double)wk[(size_t)c * wstride] * p[c * (int64_t)cstride];
+            cam[y * w + x] = (float)acc;
+        }
+}
+
 void mdl_attn_tap(const struct mdl_model *m, struct mdl_attn_image *a, const char *name, const struct eng_tensor *t,
                   int64_t r)
 {
@@ -188,19 +217,9 @@ void mdl_attn_tap(const struct mdl_model *m, struct mdl_attn_image *a, const cha
     int64_t C = t->ne[t->ndim - 1];
     size_t cstride = t->nb[t->ndim - 1] / sizeof(float);
     if (a->want_layers)
-        for (int l = 0; l < at->nlayers; l++) {
-            if (at->layer_tap[l] != ti)
-                continue;
-            float *map = a->buf + at->layer_off[l];
-            for (int y = 0; y < at->layer_h[l]; y++)
-                for (int x = 0; x < at->layer_w[l]; x++) {
-                    const float *p = cell(t, r, y, x, at->layer_w[l]);
-                    double s = 0;
-                    for (int64_t c = 0; c < C; c++)
-                        s += (double)p[c * (int64_t)cstride] * p[c * (int64_t)cstride];
-                    map[y * at->layer_w[l] + x] = (float)(s / (double)C);
-                }
-        }
+        for (int l = 0; l < at->nlayers; l++)
+            if (at->layer_tap[l] == ti)
+                mdl_attn_energy(t, r, at->layer_h[l], at->layer_w[l], a->buf + at->layer_off[l]);
     if (a->nlabels > 0)
         for (int s = 0; s < at->nsources; s++) {
             if (at->source_tap[s] != ti)
@@ -215,28 +234,38 @@ void mdl_attn_tap(const struct mdl_model *m, struct mdl_attn_image *a, const cha
         }
 }
 
-static void finish_layers(const struct mdl_attention *at, struct mdl_attn_image *a)
+void mdl_attn_normalise(float *const *maps, const int *cells, int n, float *weight)
 {
     double total = 0;
-    for (int l = 0; l < at->nlayers; l++) {
-        float *map = a->buf + at->layer_off[l];
-        size_t n = (size_t)at->layer_h[l] * (size_t)at->layer_w[l];
+    for (int l = 0; l < n; l++) {
+        float *map = maps[l];
         float lo = map[0], hi = map[0];
         double sum = 0;
-        for (size_t i = 0; i < n; i++) {
+        for (int i = 0; i < cells[l]; i++) {
             lo = map[i] < lo ? map[i] : lo;
             hi = map[i] > hi ? map[i] : hi;
             sum += map[i];
         }
-        double mean = sum / (double)n;
-        a->weight[l] = mean > 0 ? (float)(hi / mean - 1.0) : 0.0f;
-        total += a->weight[l];
+        double mean = sum / (double)cells[l];
+        weight[l] = mean > 0 ? (float)(hi / mean - 1.0) : 0.0f;
+        total += weight[l];
         float range = hi - lo;
-        for (size_t i = 0; i < n; i++)
+        for (int i = 0; i < cells[l]; i++)
             map[i] = range > 0 ? (map[i] - lo) / range : 0.0f;
     }
-    for (int l = 0; l < at->nlayers; l++)
-        a->weight[l] = total > 0 ? (float)(a->weight[l] / total) : 1.0f / (float)at->nlayers;
+    for (int l = 0; l < n; l++)
+        weight[l] = total > 0 ? (float)(weight[l] / total) : 1.0f / (float)n;
+}
+
+static void finish_layers(const struct mdl_attention *at, struct mdl_attn_image *a)
+{
+    float *maps[MDL_ATTN_MAX_LAYERS];
+    int cells[MDL_ATTN_MAX_LAYERS];
+    for (int l = 0; l < at->nlayers; l++) {
+        maps[l] = a->buf + at->layer_off[l];
+        cells[l] = at->layer_h[l] * at->layer_w[l];
+    }
+    mdl_attn_normalise(maps, cells, at->nlayers, a->weight);
 }
 
 static int cam_linear(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a)
@@ -248,18 +277,12 @@ static int cam_linear(const struct mdl_model *m, struct mdl_runner *r, struct md
     if (!w)
         return -1;
     int cells = at->cam_h * at->cam_w;
+    struct eng_tensor f = eng_tensor_make("features", (float *)src, 4, (int64_t[]){1, at->cam_h, at->cam_w, C});
     for (int s = 0; s < a->nlabels; s++) {
         float b = 0;
         if (m->family->class_weights(m, a->labels[s], w, &b) < 0)
             return -1;
-        float *cam = a->buf + at->cams_off + (size_t)s * (size_t)cells;
-        for (int i = 0; i < cells; i++) {
-            const float *f = src + (size_t)i * (size_t)C;
-            double acc = b;
-            for (int64_t c = 0; c < C; c++)
-                acc += (double)w[c] * f[c];
-            cam[i] = (float)acc;
-        }
+        mdl_attn_linear_map(&f, 0, at->cam_h, at->cam_w, w, 1, b, a->buf + at->cams_off + (size_t)s * (size_t)cells);
     }
     return 0;
 }
@@ -269,27 +292,16 @@ static float taper(int d)
     return d == 0 ? 1.0f : d == 1 ? 0.5f : 0.0f;
 }
 
-static int cam_perturbation(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a)
+/* The perturbed copies of image a's source maps, one row per cell, into rows (cells x F, zeroed). */
+static void perturbed_rows(const struct mdl_attention *at, const struct mdl_attn_image *a, int64_t per_quadrant,
+                           int64_t F, float *rows)
 {
-    const struct mdl_attention *at = &m->attn;
-    int h = at->cam_h, w = at->cam_w, cells = h * w;
-    int64_t per_quadrant = 0;
-    for (int s = 0; s < at->nsources; s++)
-        per_quadrant += at->source_c[s];
-    int64_t F = at->quadrant_pool ? 4 * per_quadrant : per_quadrant;
-    struct eng_tensor pooled;
-    float *probs;
-    float *pd = eng_arena_floats(&r->act, (size_t)cells * (size_t)F);
-    probs = eng_arena_floats(&r->act, (size_t)cells * (size_t)m->manifest.nlabels);
-    if (!pd || !probs)
-        return -1;
-    pooled = eng_tensor_make("perturbed features", pd, 2, (int64_t[]){cells, F});
-    memset(pd, 0, sizeof(float) * (size_t)cells * (size_t)F);
+    int h = at->cam_h, w = at->cam_w;
     int qh = at->quadrant_pool ? h / 2 : h, qw = at->quadrant_pool ? w / 2 : w;
     float inv = 1.0f / (float)(qh * qw);
     for (int cy = 0; cy < h; cy++)
         for (int cx = 0; cx < w; cx++) {
-            float *row = pd + (size_t)(cy * w + cx) * (size_t)F;
+            float *row = rows + (size_t)(cy * w + cx) * (size_t)F;
             /* Only the 3x3 neighbourhood has non-zero weight. */
             for (int y = cy - 1; y <= cy + 1; y++)
                 for (int x = cx - 1; x <= cx + 1; x++) {
@@ -308,35 +320,111 @@ static int cam_perturbation(const struct mdl_model *m, struct mdl_runner *r, str
                     }
                 }
         }
-    if (m->family->head_probs(m, &r->ctx, &r->act, &pooled, probs) < 0)
+}
+
+/* Perturbation CAMs of g images asking for the same labels (imgs[0]->labels), all their cells
+ * through the head as one batch: one call per label's weights instead of one per image. */
+static int cam_perturbation(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *const *imgs,
+                            int g)
+{
+    const struct mdl_attention *at = &m->attn;
+    int cells = at->cam_h * at->cam_w, nl = imgs[0]->nlabels;
+    int64_t per_quadrant = 0;
+    for (int s = 0; s < at->nsources; s++)
+        per_quadrant += at->source_c[s];
+    int64_t F = at->quadrant_pool ? 4 * per_quadrant : per_quadrant;
+    size_t rows = (size_t)g * (size_t)cells, mark = eng_arena_mark(&r->act);
+    float *pd = eng_arena_floats(&r->act, rows * (size_t)F);
+    float *probs = eng_arena_floats(&r->act, rows * (size_t)nl);
+    int rc = -1;
+    if (!pd || !probs)
+        goto out;
+    struct eng_tensor pooled = eng_tensor_make("perturbed features", pd, 2, (int64_t[]){(int64_t)rows, F});
+    memset(pd, 0, sizeof(float) * rows * (size_t)F);
+    for (int i = 0; i < g; i++)
+        perturbed_rows(at, imgs[i], per_quadrant, F, pd + (size_t)i * (size_t)cells * (size_t)F);
+    /* Only the asked labels: SwinCheX runs one MLP per label. */
+    if (m->family->head_probs(m, &r->ctx, &r->act, &pooled, imgs[0]->labels, nl, probs) < 0)
+        goto out;
+    for (int i = 0; i < g; i++)
+        for (int s = 0; s < nl; s++) {
+            float *cam = imgs[i]->buf + at->cams_off + (size_t)s * (size_t)cells;
+            const float *p = probs + (size_t)i * (size_t)cells * (size_t)nl;
+            for (int c = 0; c < cells; c++)
+                cam[c] = p[(size_t)c * (size_t)nl + (size_t)s];
+        }
+    rc = 0;
+out:
+    eng_arena_rewind(&r->act, mark);
+    return rc;
+}
+
+static bool same_labels(const struct mdl_attn_image *a, const struct mdl_attn_image *b)
+{
+    return a->nlabels == b->nlabels && memcmp(a->labels, b->labels, sizeof(int) * (size_t)a->nlabels) == 0;
+}
+
+int mdl_attn_finish_batch(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a, int n)
+{
+    const struct mdl_attention *at = &m->attn;
+    bool cams = false;
+    for (int i = 0; i < n; i++) {
+        if (!a[i].buf)
+            continue;
+        if (a[i].want_layers)
+            finish_layers(at, &a[i]);
+        if (a[i].nlabels <= 0 || at->cam == MDL_CAM_NONE)
+            continue;
+        if (a[i].nlabels > at->max_cams)
+            return eng_error("%d CAMs asked for, at most %d", a[i].nlabels, at->max_cams);
+        for (int s = 0; s < a[i].nlabels; s++)
+            if (a[i].labels[s] < 0 || a[i].labels[s] >= m->manifest.nlabels)
+                return eng_error("CAM label %d out of range", a[i].labels[s]);
+        cams = true;
+    }
+    if (!cams)
+        return 0;
+    /* The forward is over: its activations are dead, so the arenas are free to use. */
+    eng_arena_reset(&r->act);
+    eng_arena_reset(&r->ctx.scratch);
+    if (at->cam == MDL_CAM_LINEAR) {
+        for (int i = 0; i < n; i++)
+            if (a[i].buf && a[i].nlabels > 0 && cam_linear(m, r, &a[i]) < 0)
+                return -1;
+        return 0;
+    }
+    /* Images asking for the same labels (every label, or the same best one) go through the head
+     * together, as many as the arena holds (halving the group when it does not). */
+    struct mdl_attn_image *group[64];
+    bool *done = eng_arena_alloc(&r->act, (size_t)n * sizeof *done);
+    if (!done)
         return -1;
-    int nl = m->manifest.nlabels;
-    for (int s = 0; s < a->nlabels; s++) {
-        float *cam = a->buf + at->cams_off + (size_t)s * (size_t)cells;
-        for (int i = 0; i < cells; i++)
-            cam[i] = probs[(size_t)i * (size_t)nl + (size_t)a->labels[s]];
+    memset(done, 0, (size_t)n * sizeof *done);
+    for (int i = 0; i < n; i++) {
+        if (done[i] || !a[i].buf || a[i].nlabels <= 0)
+            continue;
+        int g = 0;
+        for (int j = i; j < n && g < 64; j++)
+            if (!done[j] && a[j].buf && same_labels(&a[i], &a[j])) {
+                group[g++] = &a[j];
+                done[j] = true;
+            }
+        for (int s = 0; s < g;) {
+            int k = g - s;
+            while (cam_perturbation(m, r, group + s, k) < 0) {
+                if (k == 1)
+                    return -1;
+                k /= 2; /* the arena holds fewer rows: smaller groups */
+            }
+            s += k;
+        }
     }
     return 0;
 }
 
 int mdl_attn_finish(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a)
 {
-    const struct mdl_attention *at = &m->attn;
-    if (!a->buf)
-        return 0;
-    if (a->want_layers)
-        finish_layers(at, a);
-    if (a->nlabels <= 0 || at->cam == MDL_CAM_NONE)
-        return 0;
-    if (a->nlabels > at->max_cams)
-        return eng_error("%d CAMs asked for, at most %d", a->nlabels, at->max_cams);
-    for (int s = 0; s < a->nlabels; s++)
-        if (a->labels[s] < 0 || a->labels[s] >= m->manifest.nlabels)
-            return eng_error("CAM label %d out of range", a->labels[s]);
-    /* The forward is over: its activations are dead, so the arenas are free to use. */
-    eng_arena_reset(&r->act);
-    eng_arena_reset(&r->ctx.scratch);
-    return at->cam == MDL_CAM_LINEAR ? cam_linear(m, r, a) : cam_perturbation(m, r, a);
+    return mdl_attn_finish_batch(m, r, a, 1);
 }
 
 const float *mdl_attn_layer_map(const struct mdl_model *m, const struct mdl_attn_image *a, int l)

@@ -95,6 +95,22 @@ void mdl_attn_tap(const struct mdl_model *m, struct mdl_attn_image *a, const cha
  * Returns 0 or -1 with a message. */
 int mdl_attn_finish(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a);
 
+/* The same for the n images of one forward: perturbation CAMs of images asking for the same
+ * labels run through the head together (one weight pass per label for the batch rather than per
+ * image). Prefer it to n calls of mdl_attn_finish. */
+int mdl_attn_finish_batch(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a, int n);
+
+/* Building blocks, also for families that keep their own maps (faceapi.c, per face):
+ * the layer map M(i, j) = mean_c A(i, j, c)^2 of row r of t (a [n, h, w, c] map or [n, L, C]
+ * tokens of an h x w grid) into map (h * w floats, raw); */
+void mdl_attn_energy(const struct eng_tensor *t, int64_t r, int h, int w, float *map);
+/* the exact CAM of a GAP + linear head, cam(i, j) = bias + sum_c wk[c * wstride] A(i, j, c), of
+ * row r of t into cam (h * w floats); */
+void mdl_attn_linear_map(const struct eng_tensor *t, int64_t r, int h, int w, const float *wk, size_t wstride,
+                         float bias, float *cam);
+/* n raw layer maps (cells[l] floats each) min-max normalised in place, and each one's weight. */
+void mdl_attn_normalise(float *const *maps, const int *cells, int n, float *weight);
+
 /* Layer l's map (m->attn.layer_h[l] x layer_w[l] floats) and CAM slot s (cam_h x cam_w) of a. */
 const float *mdl_attn_layer_map(const struct mdl_model *m, const struct mdl_attn_image *a, int l);
 const float *mdl_attn_cam(const struct mdl_model *m, const struct mdl_attn_image *a, int s);

@@ -125,9 +125,13 @@ int mdl_cnn_class_weights(const struct mdl_model *m, int k, float *w, float *bia
 }
 
 int mdl_cnn_head_probs(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
-                       const struct eng_tensor *pooled, float *probs)
+                       const struct eng_tensor *pooled, const int *labels, int nl, float *probs)
 {
     const struct mdl_cnn *c = m->impl;
-    struct mdl_output out = {.probs = probs};
-    return mdl_head_forward(&c->head, ctx, act, pooled, &out);
+    float *all = eng_arena_floats(act, (size_t)pooled->ne[0] * (size_t)m->manifest.nlabels);
+    struct mdl_output out = {.probs = all};
+    if (!all || mdl_head_forward(&c->head, ctx, act, pooled, &out) < 0)
+        return -1;
+    mdl_head_pick(all, pooled->ne[0], m->manifest.nlabels, labels, nl, probs);
+    return 0;
 }

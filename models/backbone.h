@@ -86,7 +86,7 @@ int mdl_cnn_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_a
  * perturbation CAMs): mdl_family's class_weights and head_probs. */
 int mdl_cnn_class_weights(const struct mdl_model *m, int k, float *w, float *bias);
 int mdl_cnn_head_probs(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
-                       const struct eng_tensor *pooled, float *probs);
+                       const struct eng_tensor *pooled, const int *labels, int nl, float *probs);
 
 /* For families: a tensor of shape ne (ndim dims) from act; NULL with the arena's message. */
 int mdl_alloc(struct eng_arena *act, const char *name, int ndim, const int64_t *ne, struct eng_tensor *t);

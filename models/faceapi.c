@@ -29,6 +29,27 @@ static const char *const default_weights[MDL_FACE_NNETS] = {
     "age_gender_model-weights_manifest.json",
 };
 
+const char *const mdl_face_cam_labels[MDL_FACE_CAMS] = {"neutral", "happy",   "sad",    "angry", "fearful",
+                                                        "disgusted", "surprised", "female", "male", "age"};
+#define CAM_FEMALE 7
+#define CAM_MALE 8
+#define CAM_AGE 9
+
+/* The taps a manifest's attention layers may name: the nets that see the aligned crop. */
+static const struct {
+    enum mdl_face_net net;
+    const char *tap;
+} map_taps[] = {
+    {MDL_FACE_NET_EXPRESSION, "dense0"},     {MDL_FACE_NET_EXPRESSION, "dense1"},
+    {MDL_FACE_NET_EXPRESSION, "dense2"},     {MDL_FACE_NET_EXPRESSION, "dense3"},
+    {MDL_FACE_NET_AGE_GENDER, "entry_flow"}, {MDL_FACE_NET_AGE_GENDER, "middle_flow"},
+    {MDL_FACE_NET_AGE_GENDER, "exit_flow"},
+};
+#define NMAP_TAPS (int)(sizeof map_taps / sizeof map_taps[0])
+/* The maps the CAMs read: the last map before each head's average pool. */
+#define EXPRESSION_CAM_TAP "dense3"
+#define AGE_GENDER_CAM_TAP "exit_flow"
+
 static const char *const task_names[4] = {"landmarks", "age_gender", "expression", "descriptor"};
 
 #define DEFAULT_MAX_FACES 100
@@ -48,6 +69,9 @@ struct fa_model {
     int head_batch;                /* faces per head forward */
     int max_input_size;            /* tiny detector */
     float verify_threshold;
+    bool has_attention;            /* the manifest names maps */
+    struct mdl_face_attention attn;
+    int layer_tap[MDL_ATTN_MAX_LAYERS]; /* index into map_taps */
 };
 
 /* One face on its way through the heads. */
@@ -63,6 +87,7 @@ struct fa_job {
     bool aligned_ok;
     struct mdl_fa_rect dlib_crop; /* the dlib-aligned crop the recognition net sees */
     bool dlib_ok;
+    struct mdl_face_maps *maps;   /* with opts.attention, else NULL */
 };
 
 static const struct fa_model *fa_of(const struct mdl_model *m)
@@ -152,6 +177,8 @@ static int check_opts(const struct fa_model *fa, struct mdl_face_opts *o)
         return eng_error("max_faces %d is outside 1..%d", o->max_faces, fa->max_faces);
     if (o->tasks & ~MDL_FACE_TASKS_ALL)
         return eng_error("unknown face task bits 0x%x", o->tasks);
+    if (o->attention && !fa->has_attention)
+        return eng_error("this face model has no attention maps (its manifest has no \"attention\")");
     static const enum mdl_face_net need[4] = {MDL_FACE_NET_LANDMARKS, MDL_FACE_NET_AGE_GENDER, MDL_FACE_NET_EXPRESSION,
                                               MDL_FACE_NET_RECOGNITION};
     enum mdl_face_net lm = o->tiny_landmarks ? MDL_FACE_NET_LANDMARKS_TINY : MDL_FACE_NET_LANDMARKS;
@@ -284,6 +311,66 @@ static int parse_manifest(struct fa_model *fa, json_t *j)
     return 0;
 }
 
+/* The manifest's "attention": {"layers": ["face_expression/dense3", ...], "cam": "linear" | "none"}.
+ * Grids come from the dry run (fa_dry_run). */
+static int parse_attention(struct fa_model *fa, json_t *j)
+{
+    json_t *obj = json_object_get(j, "attention");
+    struct mdl_face_attention *a = &fa->attn;
+    memset(a, 0, sizeof *a);
+    if (!obj)
+        return 0;
+    if (!json_is_object(obj))
+        return eng_error("'attention' must be an object {\"layers\": [...], \"cam\": \"linear\" | \"none\"}");
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        if (strcmp(key, "layers") && strcmp(key, "cam"))
+            return eng_error("attention.%s: unknown field (a face model takes layers and cam)", key);
+    }
+    json_t *layers = json_object_get(obj, "layers");
+    if (layers && !json_is_array(layers))
+        return eng_error("attention.layers must be a list of tap names");
+    size_t i;
+    json_array_foreach(layers, i, v)
+    {
+        const char *name = json_string_value(v);
+        int t = 0;
+        char full[64] = "";
+        for (; name && t < NMAP_TAPS; t++) {
+            snprintf(full, sizeof full, "%s/%s", mdl_face_net_names[map_taps[t].net], map_taps[t].tap);
+            if (strcmp(full, name) == 0)
+                break;
+        }
+        if (!name || t == NMAP_TAPS)
+            return eng_error("attention.layers[%zu] must be one of face_expression/dense0..dense3, "
+                             "age_gender/entry_flow, age_gender/middle_flow, age_gender/exit_flow "
+                             "(the nets that see the aligned face crop)", i);
+        if (!fa->net[map_taps[t].net].loaded)
+            return eng_error("attention.layers: '%s' needs %s weights, which this model has not", name,
+                             mdl_face_net_names[map_taps[t].net]);
+        if (a->nlayers == MDL_ATTN_MAX_LAYERS)
+            return eng_error("attention.layers: more than %d", MDL_ATTN_MAX_LAYERS);
+        fa->layer_tap[a->nlayers] = t;
+        snprintf(a->layer[a->nlayers++], sizeof a->layer[0], "%s", full);
+    }
+    v = json_object_get(obj, "cam");
+    if (v && (!json_is_string(v) || (strcmp(json_string_value(v), "linear") && strcmp(json_string_value(v), "none"))))
+        return eng_error("attention.cam must be \"linear\" (exact: both heads are average pool + linear) or \"none\"");
+    a->cam = !v || strcmp(json_string_value(v), "linear") == 0;
+    for (int k = 0; k < MDL_FACE_CAMS; k++)
+        a->has_cam[k] = a->cam && fa->net[k < CAM_FEMALE ? MDL_FACE_NET_EXPRESSION : MDL_FACE_NET_AGE_GENDER].loaded;
+    fa->has_attention = a->nlayers > 0 || a->cam;
+    return 0;
+}
+
+const struct mdl_face_attention *mdl_face_attention(const struct mdl_model *m)
+{
+    const struct fa_model *fa = fa_of(m);
+    return fa && fa->has_attention ? &fa->attn : NULL;
+}
+
 static void fa_free(struct mdl_model *m)
 {
     struct fa_model *fa = m->impl;
@@ -342,6 +429,8 @@ static int fa_load(struct mdl_model *m)
         if (mdl_fa_net_load(&fa->net[i], (enum mdl_face_net)i, path) < 0)
             goto fail;
     }
+    if (parse_attention(fa, j) < 0)
+        goto fail;
     struct mdl_face_opts d = fa->defaults;
     if (check_opts(fa, &d) < 0) {
         char msg[1024];
@@ -402,7 +491,7 @@ static int detect(const struct fa_model *fa, struct eng_ctx *ctx, struct eng_are
             x[i] = 128.0f;
     }
     struct eng_tensor t = eng_tensor_make("input", x, 4, (int64_t[]){1, side, side, 3});
-    if (mdl_fa_net_forward(&fa->net[kind], ctx, act, &t, raw) < 0)
+    if (mdl_fa_net_forward(&fa->net[kind], ctx, act, &t, raw, NULL) < 0)
         goto out;
     found = kind == MDL_FACE_NET_SSD
                 ? mdl_fa_ssd_detect(act, raw, w, h, o->score_threshold, o->iou_threshold, cap, boxes, scores)
@@ -412,17 +501,115 @@ out:
     return found;
 }
 
+/* ---- attention maps, from the heads' taps ---- */
+
+/* What a head forward's tap callback needs: the rows' map buffers, or (dry run) where to record
+ * the grids. */
+struct fa_taps {
+    const struct fa_model *fa;
+    enum mdl_face_net kind;
+    struct mdl_face_maps **maps;       /* per row (NULL: that face wants none) */
+    struct mdl_face_attention *record; /* dry run: record the grids here instead */
+    int cnt;
+};
+
+/* One CAM: label k is row `row` of the linear layer lin applied to the map. */
+static void cam_rows(struct fa_taps *T, int k, const struct eng_linear *lin, int row, const struct eng_tensor *t)
+{
+    const struct mdl_face_attention *a = &T->fa->attn;
+    int h = (int)t->ne[1], w = (int)t->ne[2];
+    if (T->record) {
+        T->record->cam_h[k] = h, T->record->cam_w[k] = w;
+        return;
+    }
+    for (int r = 0; r < T->cnt; r++)
+        if (T->maps[r]) {
+            mdl_attn_linear_map(t, r, h, w, lin->w + row, (size_t)lin->out, lin->bias ? lin->bias[row] : 0.0f,
+                                T->maps[r]->buf + a->cam_off[k]);
+            T->maps[r]->cams |= 1u << k;
+        }
+}
+
+static void face_tap(void *user, const char *name, const struct eng_tensor *t)
+{
+    struct fa_taps *T = user;
+    const struct fa_model *fa = T->fa;
+    const struct mdl_face_attention *a = &fa->attn;
+    if (t->ndim != 4)
+        return;
+    int h = (int)t->ne[1], w = (int)t->ne[2];
+    for (int l = 0; l < a->nlayers; l++) {
+        int tp = fa->layer_tap[l];
+        if (map_taps[tp].net != T->kind || strcmp(map_taps[tp].tap, name) != 0)
+            continue;
+        if (T->record) {
+            T->record->layer_h[l] = h, T->record->layer_w[l] = w;
+            continue;
+        }
+        for (int r = 0; r < T->cnt; r++)
+            if (T->maps[r]) {
+                mdl_attn_energy(t, r, h, w, T->maps[r]->buf + a->layer_off[l]);
+                T->maps[r]->layers |= 1u << l;
+            }
+    }
+    if (!a->cam)
+        return;
+    if (T->kind == MDL_FACE_NET_EXPRESSION && strcmp(name, EXPRESSION_CAM_TAP) == 0) {
+        for (int k = 0; k < MDL_FACE_EXPRESSIONS; k++)
+            cam_rows(T, k, &fa->net[MDL_FACE_NET_EXPRESSION].u.dense.fc, k, t);
+    } else if (T->kind == MDL_FACE_NET_AGE_GENDER && strcmp(name, AGE_GENDER_CAM_TAP) == 0) {
+        const struct mdl_fa_xception *xc = &fa->net[MDL_FACE_NET_AGE_GENDER].u.xc;
+        cam_rows(T, CAM_MALE, &xc->gender, 0, t); /* face-api's gender logits: male, female */
+        cam_rows(T, CAM_FEMALE, &xc->gender, 1, t);
+        cam_rows(T, CAM_AGE, &xc->age, 0, t);
+    }
+}
+
+/* Normalise the layer maps a face got and weigh them among themselves. */
+static void finish_maps(const struct mdl_face_attention *a, struct mdl_face_maps *mp)
+{
+    float *maps[MDL_ATTN_MAX_LAYERS] = {0}, w[MDL_ATTN_MAX_LAYERS] = {0};
+    int cells[MDL_ATTN_MAX_LAYERS] = {0}, idx[MDL_ATTN_MAX_LAYERS] = {0}, n = 0;
+    for (int l = 0; l < a->nlayers; l++)
+        if (mp->layers & (1u << l)) {
+            maps[n] = mp->buf + a->layer_off[l];
+            cells[n] = a->layer_h[l] * a->layer_w[l];
+            idx[n++] = l;
+        }
+    mdl_attn_normalise(maps, cells, n, w);
+    memset(mp->weight, 0, sizeof mp->weight);
+    for (int i = 0; i < n; i++)
+        mp->weight[idx[i]] = w[i];
+}
+
+/* The square the heads' 112 x 112 input covers: crop r padded centred, as mdl_fa_sample pads it. */
+static void map_box(const struct mdl_fa_rect *r, float box[4])
+{
+    int side = r->w > r->h ? r->w : r->h, before = (side - (r->w < r->h ? r->w : r->h)) / 2;
+    box[0] = (float)(r->x - (r->h > r->w ? before : 0));
+    box[1] = (float)(r->y - (r->w > r->h ? before : 0));
+    box[2] = box[3] = (float)side;
+}
+
 /* One head forward over cnt jobs (dry: cnt zero inputs), results into the jobs' faces. */
 static int head_chunk(const struct fa_model *fa, struct eng_ctx *ctx, struct eng_arena *act, enum mdl_face_net kind,
-                      struct fa_job **jobs, int cnt, bool dry)
+                      struct fa_job **jobs, int cnt, bool dry, struct mdl_face_attention *record)
 {
     int side = kind == MDL_FACE_NET_RECOGNITION ? MDL_FA_RECOGNITION_SIDE : MDL_FA_HEAD_SIDE;
     int64_t per = mdl_face_net_outputs(kind, side);
     size_t px = (size_t)side * side * 3, mark = eng_arena_mark(act);
     int rc = -1;
     float *x = eng_arena_floats(act, (size_t)cnt * px), *raw = eng_arena_floats(act, (size_t)(cnt * per));
-    if (!x || !raw)
+    struct mdl_face_maps **maps = eng_arena_alloc(act, (size_t)cnt * sizeof *maps);
+    if (!x || !raw || !maps)
         goto out;
+    struct fa_taps T = {fa, kind, maps, record, cnt};
+    bool any_maps = record != NULL;
+    for (int k = 0; k < cnt && !dry; k++) {
+        maps[k] = jobs[k]->maps;
+        any_maps |= maps[k] != NULL;
+    }
+    struct mdl_output taps = {.tap = face_tap, .tap_user = &T};
     bool landmarks = kind == MDL_FACE_NET_LANDMARKS || kind == MDL_FACE_NET_LANDMARKS_TINY;
     for (int k = 0; k < cnt; k++) {
         if (dry)
@@ -435,7 +622,7 @@ static int head_chunk(const struct fa_model *fa, struct eng_ctx *ctx, struct eng
                           true, side, x + k * px);
     }
     struct eng_tensor t = eng_tensor_make("faces", x, 4, (int64_t[]){cnt, side, side, 3});
-    if (mdl_fa_net_forward(&fa->net[kind], ctx, act, &t, raw) < 0)
+    if (mdl_fa_net_forward(&fa->net[kind], ctx, act, &t, raw, any_maps && fa->has_attention ? &taps : NULL) < 0)
         goto out;
     for (int k = 0; k < cnt && !dry; k++) {
         struct fa_job *j = jobs[k];
@@ -454,6 +641,10 @@ static int head_chunk(const struct fa_model *fa, struct eng_ctx *ctx, struct eng
             struct mdl_fa_box aligned;
             mdl_fa_align(pts, j->img->width, j->img->height, &aligned);
             j->aligned_ok = mdl_fa_crop(&aligned, j->img->width, j->img->height, &j->crop);
+            if (j->aligned_ok) {
+                f->crop[0] = j->crop.x, f->crop[1] = j->crop.y, f->crop[2] = j->crop.w, f->crop[3] = j->crop.h;
+                map_box(&j->crop, f->map_box);
+            }
             mdl_fa_align_dlib(pts, j->det_crop.w, j->det_crop.h, &aligned);
             j->dlib_ok = mdl_fa_crop_rect(&aligned, j->img->width, j->img->height, &j->dlib_crop);
             break;
@@ -504,7 +695,7 @@ static int run_head(const struct fa_model *fa, struct eng_ctx *ctx, struct eng_a
     }
     for (int s = 0; s < cnt; s += fa->head_batch) {
         int k = cnt - s < fa->head_batch ? cnt - s : fa->head_batch;
-        if (head_chunk(fa, ctx, act, kind, b->list + s, k, false) < 0)
+        if (head_chunk(fa, ctx, act, kind, b->list + s, k, false, NULL) < 0)
             return -1;
     }
     return 0;
@@ -535,6 +726,8 @@ static int fa_run_images(const struct mdl_model *m, struct eng_ctx *ctx, struct 
         }
         if (out[i].faces && out[i].cap < 1)
             return eng_error("image %d: a result buffer of %d faces", i, out[i].cap);
+        if (o.attention && !out[i].maps)
+            return eng_error("image %d: attention maps asked for without a buffer for them", i);
         int cap = out[i].faces && out[i].cap < o.max_faces ? out[i].cap : o.max_faces;
         total += cap;
         in_arena += out[i].faces ? 0 : cap;
@@ -568,6 +761,10 @@ static int fa_run_images(const struct mdl_model *m, struct eng_ctx *ctx, struct 
             struct fa_job *j = &b.jobs[b.njobs++];
             *j = (struct fa_job){.img = &images[i], .face = f, .want = o->tasks, .tiny_landmarks = o->tiny_landmarks,
                                  .det = boxes[k]};
+            if (o->attention) {
+                f->maps.buf = out[i].maps + (size_t)k * fa->attn.floats;
+                j->maps = &f->maps;
+            }
             j->det_ok = mdl_fa_crop(&j->det, images[i].width, images[i].height, &j->det_crop);
         }
         eng_arena_rewind(act, mark);
@@ -582,6 +779,9 @@ static int fa_run_images(const struct mdl_model *m, struct eng_ctx *ctx, struct 
     for (size_t k = 0; k < sizeof order / sizeof order[0]; k++)
         if (fa->net[order[k]].loaded && run_head(fa, ctx, act, &b, order[k]) < 0)
             return -1;
+    for (int i = 0; i < b.njobs; i++)
+        if (b.jobs[i].maps)
+            finish_maps(&fa->attn, b.jobs[i].maps);
     return 0;
 }
 
@@ -589,7 +789,7 @@ static int fa_run_images(const struct mdl_model *m, struct eng_ctx *ctx, struct 
  * input, every head at a full chunk. */
 static int fa_dry_run(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act)
 {
-    const struct fa_model *fa = m->impl;
+    struct fa_model *fa = m->impl; /* the dry run records the maps' grids */
     int n = m->max_batch, total = n * fa->max_faces;
     struct fa_batch b;
     if (batch_alloc(act, n, total, &b) < 0 || !eng_arena_alloc(act, (size_t)total * sizeof(struct mdl_face)))
@@ -609,9 +809,25 @@ static int fa_dry_run(const struct mdl_model *m, struct eng_ctx *ctx, struct eng
             return -1;
     }
     eng_arena_rewind(act, mark);
+    struct mdl_face_attention *a = &fa->attn;
     for (int k = MDL_FACE_NET_LANDMARKS; k < MDL_FACE_NNETS; k++)
-        if (fa->net[k].loaded && head_chunk(fa, ctx, act, (enum mdl_face_net)k, b.list, fa->head_batch, true) < 0)
+        if (fa->net[k].loaded &&
+            head_chunk(fa, ctx, act, (enum mdl_face_net)k, b.list, fa->head_batch, true, fa->has_attention ? a : NULL) < 0)
             return -1;
+    /* Lay out a face's buffer from the grids the taps showed. */
+    size_t off = 0;
+    for (int l = 0; l < a->nlayers; l++) {
+        if (a->layer_h[l] < 1)
+            return eng_error("attention layer '%s': its net offered no such map", a->layer[l]);
+        a->layer_off[l] = off;
+        off += (size_t)a->layer_h[l] * (size_t)a->layer_w[l];
+    }
+    for (int k = 0; k < MDL_FACE_CAMS; k++)
+        if (a->has_cam[k]) {
+            a->cam_off[k] = off;
+            off += (size_t)a->cam_h[k] * (size_t)a->cam_w[k];
+        }
+    a->floats = off;
     return 0;
 }
 
@@ -639,7 +855,7 @@ int mdl_face_verify(const struct mdl_model *m, struct mdl_runner *r, const struc
     out->distance = NAN;
     struct mdl_image imgs[2] = {*a, *b};
     struct mdl_face_opts os[2] = {o, o};
-    struct mdl_faces res[2] = {{&out->face[0], 1, 0}, {&out->face[1], 1, 0}};
+    struct mdl_faces res[2] = {{&out->face[0], 1, 0, NULL}, {&out->face[1], 1, 0, NULL}};
     if (m->max_batch >= 2) {
         if (mdl_model_run_images(m, r, imgs, os, 2, res) < 0)
             return -1;
@@ -683,8 +899,8 @@ int64_t mdl_face_net_outputs(enum mdl_face_net net, int side)
     }
 }
 
-int mdl_face_net_run(const struct mdl_model *m, struct mdl_runner *r, enum mdl_face_net net, const float *x, int n,
-                     int side, float *out)
+static int net_run(const struct mdl_model *m, struct mdl_runner *r, enum mdl_face_net net, const float *x, int n,
+                   int side, float *out, struct mdl_face_maps *maps)
 {
     const struct fa_model *fa = fa_of(m);
     if (!fa)
@@ -697,11 +913,21 @@ int mdl_face_net_run(const struct mdl_model *m, struct mdl_runner *r, enum mdl_f
     if (net == MDL_FACE_NET_TINY ? side % 32 || side < 32 || side > fa->max_input_size
                                  : side != mdl_face_net_side(m, net, 0))
         return eng_error("%s: input side %d is not what it takes", mdl_face_net_names[net], side);
+    if (maps && (!fa->has_attention || (net != MDL_FACE_NET_EXPRESSION && net != MDL_FACE_NET_AGE_GENDER)))
+        return eng_error("%s: no attention maps (the manifest's maps are of face_expression and age_gender)",
+                         mdl_face_net_names[net]);
     eng_arena_reset(&r->act);
     eng_arena_reset(&r->ctx.scratch);
     size_t px = (size_t)side * side * 3;
     int64_t per = mdl_face_net_outputs(net, side);
     int step = detector ? 1 : n;
+    struct mdl_face_maps *rows[MAX_HEAD_BATCH];
+    struct fa_taps T = {fa, net, rows, NULL, n};
+    struct mdl_output taps = {.tap = face_tap, .tap_user = &T};
+    for (int i = 0; maps && i < n; i++) {
+        rows[i] = &maps[i];
+        maps[i].layers = maps[i].cams = 0;
+    }
     for (int i = 0; i < n; i += step) {
         size_t mark = eng_arena_mark(&r->act);
         float *buf = eng_arena_floats(&r->act, (size_t)step * px);
@@ -709,9 +935,26 @@ int mdl_face_net_run(const struct mdl_model *m, struct mdl_runner *r, enum mdl_f
             return -1;
         memcpy(buf, x + (size_t)i * px, (size_t)step * px * sizeof(float));
         struct eng_tensor t = eng_tensor_make("input", buf, 4, (int64_t[]){step, side, side, 3});
-        if (mdl_fa_net_forward(&fa->net[net], &r->ctx, &r->act, &t, out + (size_t)i * (size_t)per) < 0)
+        if (mdl_fa_net_forward(&fa->net[net], &r->ctx, &r->act, &t, out + (size_t)i * (size_t)per, maps ? &taps : NULL) <
+            0)
             return -1;
         eng_arena_rewind(&r->act, mark);
     }
+    for (int i = 0; maps && i < n; i++)
+        finish_maps(&fa->attn, &maps[i]);
     return 0;
+}
+
+int mdl_face_net_run(const struct mdl_model *m, struct mdl_runner *r, enum mdl_face_net net, const float *x, int n,
+                     int side, float *out)
+{
+    return net_run(m, r, net, x, n, side, out, NULL);
+}
+
+int mdl_face_net_run_maps(const struct mdl_model *m, struct mdl_runner *r, enum mdl_face_net net, const float *x,
+                          int n, int side, float *out, struct mdl_face_maps *maps)
+{
+    if (!maps)
+        return eng_error("mdl_face_net_run_maps: no maps");
+    return net_run(m, r, net, x, n, side, out, maps);
 }

@@ -106,6 +106,46 @@ struct mdl_face_opts {
     int max_faces;         /* 1..the manifest's max_faces (0: that max, 100 by default) */
     unsigned tasks;        /* MDL_FACE_TASK_* bits; 0 is detection only */
     bool tiny_landmarks;   /* FaceLandmark68TinyNet instead of FaceLandmark68Net */
+    bool attention;        /* per face, the manifest's layer maps and CAMs (mdl_face_attention); needs
+                              mdl_faces.maps buffers; a face gets those of the nets its tasks ran */
+};
+
+/* ---- attention maps per face (docs/MODELS.md, "Attention maps", Faces) ----
+ *
+ * The manifest's "attention": {"layers": [...], "cam": "linear" | "none"} names taps of the nets
+ * that run on a face's aligned crop: face_expression/dense0..dense3 (FaceFeatureExtractor's dense
+ * blocks, 56, 28, 14, 7 cells a side) and age_gender/entry_flow, middle_flow, exit_flow
+ * (TinyXception). Layer maps are attention.h's (mean over channels of A^2, min-max normalised,
+ * weights over the layers the face got). CAMs are exact, both heads being global average pool +
+ * linear: the expression fc's row for each of the 7 expressions on face_expression/dense3, and the
+ * age and gender fcs on age_gender/exit_flow ("female", "male": the gender logits; "age": the
+ * regression, whose mean over cells is the predicted age). They are computed from the taps of the
+ * heads' own forward, not by a second pass. */
+#define MDL_FACE_CAMS 10 /* mdl_face_cam_labels */
+extern const char *const mdl_face_cam_labels[MDL_FACE_CAMS]; /* the 7 expressions, "female", "male", "age" */
+
+struct mdl_face_attention {
+    int nlayers;
+    char layer[MDL_ATTN_MAX_LAYERS][64];        /* "face_expression/dense3" */
+    int layer_h[MDL_ATTN_MAX_LAYERS], layer_w[MDL_ATTN_MAX_LAYERS];
+    size_t layer_off[MDL_ATTN_MAX_LAYERS];      /* floats from the start of a face's buffer */
+    bool cam;                                   /* "cam": "linear" */
+    bool has_cam[MDL_FACE_CAMS];                /* the label's net is loaded */
+    int cam_h[MDL_FACE_CAMS], cam_w[MDL_FACE_CAMS];
+    size_t cam_off[MDL_FACE_CAMS];
+    size_t floats;                              /* per face */
+};
+
+/* m's face maps, or NULL when its manifest names none (or m is not a face model). */
+const struct mdl_face_attention *mdl_face_attention(const struct mdl_model *m);
+
+/* One face's maps: layer l at buf + layer_off[l] (in [0, 1]), CAM k at buf + cam_off[k] (raw: logit
+ * or years). */
+struct mdl_face_maps {
+    float *buf;                          /* in: mdl_face_attention(m)->floats floats, or NULL */
+    unsigned layers;                     /* out: bit l, layer l was computed */
+    unsigned cams;                       /* out: bit k, CAM k was computed */
+    float weight[MDL_ATTN_MAX_LAYERS];   /* out: layer l's share among the computed ones */
 };
 
 /* One face, coordinates in the image's pixels (x right, y down, origin at the top-left corner
@@ -120,6 +160,11 @@ struct mdl_face {
     float gender_score;         /* probability of `gender`, >= 0.5 */
     float expression[MDL_FACE_EXPRESSIONS];    /* probabilities, mdl_face_expression_labels order */
     float descriptor[MDL_FACE_DESCRIPTOR];     /* compare with mdl_face_distance */
+    int crop[4];                /* x, y, width, height: the aligned crop age/gender and expression see
+                                   (inside the image; valid when they ran) */
+    float map_box[4];           /* x, y, side, side: the square the heads' maps cover (the crop padded
+                                   centred to a square, as face-api pads it), image pixels */
+    struct mdl_face_maps maps;  /* with opts.attention */
 };
 
 /* One image's answer. */
@@ -129,6 +174,8 @@ struct mdl_faces {
                                run). In and out: set it again before every run. */
     int cap;                /* in: entries at faces (max_faces is cut to it); out: the capacity */
     int n;                  /* out: faces found, best score first; 0 is a valid answer */
+    float *maps;            /* in, with opts.attention: cap * mdl_face_attention(m)->floats floats,
+                               face k's maps at k * floats (set it again before every run) */
 };
 
 /* The manifest's defaults for m (a faceapi model). */
@@ -205,6 +252,11 @@ int64_t mdl_face_net_outputs(enum mdl_face_net net, int side);
  * with a message (network not loaded, bad side). */
 int mdl_face_net_run(const struct mdl_model *m, struct mdl_runner *r, enum mdl_face_net net, const float *x, int n,
                      int side, float *out);
+
+/* The same for a head (face_expression, age_gender) and its face maps: maps[n] (buffers set)
+ * get the manifest's layers of that net and its CAMs, as the pipeline computes them. */
+int mdl_face_net_run_maps(const struct mdl_model *m, struct mdl_runner *r, enum mdl_face_net net, const float *x,
+                          int n, int side, float *out, struct mdl_face_maps *maps);
 
 /* The model's limits, from its manifest. */
 int mdl_face_max_faces(const struct mdl_model *m);

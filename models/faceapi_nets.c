@@ -415,6 +415,7 @@ int mdl_fa_net_load(struct mdl_fa_net *net, enum mdl_face_net kind, const char *
 struct run {
     struct eng_ctx *ctx;
     struct eng_arena *act;
+    const struct mdl_output *taps; /* or NULL */
 };
 
 static int new_tensor(struct eng_arena *a, struct eng_tensor *t, const char *name, int64_t n, int64_t h, int64_t w,
@@ -780,6 +781,8 @@ static int dense_forward(const struct mdl_fa_dense *d, const struct run *R, stru
         if (dense_block(d, b, R, &cur, &y) < 0)
             goto out;
         cur = y;
+        static const char *const names[4] = {"dense0", "dense1", "dense2", "dense3"};
+        mdl_tap(R->taps, names[b], &cur);
     }
     /* face-api: avgPool 7x7 (tiny: 14x14) stride 2 'valid' on a 7x7 (14x14) map, i.e. the mean */
     float *gd = eng_arena_floats(R->act, (size_t)(n * cur.ne[3]));
@@ -930,13 +933,16 @@ static int xc_forward(const struct mdl_fa_xception *xc, const struct run *R, str
     if (xc_reduction(xc, 1, true, R, &cur, &y) < 0)
         goto out;
     cur = y;
+    mdl_tap(R->taps, "entry_flow", &cur);
     for (int b = 0; b < 2; b++) {
         if (xc_main(xc->main_[b], R, &cur, &y) < 0)
             goto out;
         cur = y;
     }
+    mdl_tap(R->taps, "middle_flow", &cur);
     if (xc_reduction(xc, 2, true, R, &cur, &y) < 0 || sep_new(R, &xc->exit_sep, &y, &cur) < 0)
         goto out;
+    mdl_tap(R->taps, "exit_flow", &cur);
     float *gd = eng_arena_floats(R->act, (size_t)(n * (cur.ne[3] + 3)));
     if (!gd)
         goto out;
@@ -960,13 +966,13 @@ out:
 }
 
 int mdl_fa_net_forward(const struct mdl_fa_net *net, struct eng_ctx *ctx, struct eng_arena *act,
-                       struct eng_tensor *x, float *out)
+                       struct eng_tensor *x, float *out, const struct mdl_output *taps)
 {
     if (!net->loaded)
         return eng_error("face network %s is not loaded", mdl_face_net_names[net->kind]);
     if (x->ndim != 4 || x->ne[3] != 3 || !eng_tensor_is_contiguous(x))
         return eng_error("face network %s takes a contiguous [n, h, w, 3] tensor", mdl_face_net_names[net->kind]);
-    struct run R = {ctx, act};
+    struct run R = {ctx, act, taps};
     switch (net->kind) {
     case MDL_FACE_NET_SSD: return ssd_forward(&net->u.ssd, &R, x, out);
     case MDL_FACE_NET_TINY: return tiny_forward(&net->u.tiny, &R, x, out);

@@ -27,6 +27,7 @@
 #include "engine/linear.h"
 #include "engine/tensor.h"
 #include "models/faceapi.h"
+#include "models/model.h"
 
 #define MDL_FA_SSD_ANCHORS 5118
 #define MDL_FA_SSD_SIDE 512
@@ -105,8 +106,11 @@ void mdl_fa_net_free(struct mdl_fa_net *net);
 
 /* Run net on x [n, side, side, 3] (pixels 0..255; overwritten with the normalised input) into
  * out (n x mdl_face_net_outputs(kind, side) floats). Activations from act, given back before
- * returning. Returns 0, or -1 with a message (bad side, arena too small). */
+ * returning. taps (NULL: none) sees, while they live, the dense nets' block outputs "dense0".."dense3"
+ * (the tiny landmark net's "dense0".."dense2") and TinyXception's "entry_flow", "middle_flow" and
+ * "exit_flow" (the map age and gender are pooled from). Returns 0, or -1 with a message (bad side,
+ * arena too small). */
 int mdl_fa_net_forward(const struct mdl_fa_net *net, struct eng_ctx *ctx, struct eng_arena *act,
-                       struct eng_tensor *x, float *out);
+                       struct eng_tensor *x, float *out, const struct mdl_output *taps);
 
 #endif

@@ -128,6 +128,13 @@ int mdl_head_forward(const struct mdl_linear_head *h, struct eng_ctx *ctx, struc
     return 0;
 }
 
+void mdl_head_pick(const float *all, int64_t n, int nall, const int *labels, int nl, float *probs)
+{
+    for (int64_t r = 0; r < n; r++)
+        for (int s = 0; s < nl; s++)
+            probs[r * nl + s] = all[r * nall + labels[s]];
+}
+
 int mdl_head_class_weights(const struct mdl_linear_head *h, int64_t c, float *w, float *bias)
 {
     if (c < 0 || c >= h->nout)

@@ -74,6 +74,10 @@ void mdl_head_probs_row(const struct mdl_linear_head *h, const float *z, float *
 int mdl_head_forward(const struct mdl_linear_head *h, struct eng_ctx *ctx, struct eng_arena *act,
                      const struct eng_tensor *pooled, struct mdl_output *out);
 
+/* probs[r * nl + s] = all[r * nall + labels[s]] for rows r < n: the asked labels of a head
+ * that computes them all (family head_probs). */
+void mdl_head_pick(const float *all, int64_t n, int nall, const int *labels, int nl, float *probs);
+
 /* Class c's weights for a class activation map: row c of the torch weight [nout, in] copied to
  * w (in floats, caller's buffer) and its bias to *bias (0 without a bias; bias may be NULL).
  * The packed weights are W^T, so this is a strided gather. Returns 0, or -1 with a message if

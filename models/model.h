@@ -64,10 +64,12 @@ struct mdl_family {
     /* Optional, for exact class activation maps (attention.h, "linear"): label k's row of the
      * global-average-pool + linear head into w (features floats) and its bias. */
     int (*class_weights)(const struct mdl_model *m, int k, float *w, float *bias);
-    /* Optional, for perturbation CAMs (attention.h): the head's probabilities [k, nlabels] for k
-     * rows of pooled features (what the network would pool), activations from act. */
+    /* Optional, for perturbation CAMs (attention.h): the head's probabilities of the labels asked
+     * for (labels[0..nl-1], manifest indices) for k rows of pooled features (what the network
+     * would pool) into probs [k, nl], activations from act. A head whose labels are independent
+     * (SwinCheX's per-label MLPs) runs only the asked ones. */
     int (*head_probs)(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
-                      const struct eng_tensor *pooled, float *probs);
+                      const struct eng_tensor *pooled, const int *labels, int nl, float *probs);
 };
 
 /* What a family that takes decoded images rather than a preprocessed tensor provides besides

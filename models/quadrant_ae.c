@@ -10,6 +10,7 @@
 #include "engine/pooling.h"
 #include "models/backbone.h"
 #include "models/families.h"
+#include "models/head.h"
 #include "models/weights.h"
 
 /*
@@ -574,11 +575,16 @@ static int qae_head(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_a
     return 0;
 }
 
+/* The classifier's softmax couples the labels: all are computed, the asked ones kept. */
 static int qae_head_probs(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
-                          const struct eng_tensor *pooled, float *probs)
+                          const struct eng_tensor *pooled, const int *labels, int nl, float *probs)
 {
-    struct mdl_output out = {.probs = probs};
-    return qae_head(m, ctx, act, pooled, &out);
+    float *all = eng_arena_floats(act, (size_t)pooled->ne[0] * (size_t)m->manifest.nlabels);
+    struct mdl_output out = {.probs = all};
+    if (!all || qae_head(m, ctx, act, pooled, &out) < 0)
+        return -1;
+    mdl_head_pick(all, pooled->ne[0], m->manifest.nlabels, labels, nl, probs);
+    return 0;
 }
 
 const struct mdl_family mdl_family_quadrant_ae = {

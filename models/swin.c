@@ -578,6 +578,20 @@ static float sw_pair_prob(float l0, float l1)
     return 1.0f / (1.0f + expf(d));
 }
 
+/* SwinCheX: label i's MLP on pooled into its logit pair y [n, 2]; t holds the hidden layers. */
+static int sw_label_mlp(const struct sw_impl *s, struct eng_ctx *ctx, int i, const struct eng_tensor *pooled,
+                        struct eng_tensor *t, struct eng_tensor *y)
+{
+    int per = s->nhidden + 1;
+    const struct eng_tensor *in = pooled;
+    for (int j = 0; j < per; j++) {
+        if (eng_linear(ctx, &s->mlps[i * per + j], in, j < s->nhidden ? &t[j] : y) < 0)
+            return -1;
+        in = &t[j];
+    }
+    return 0;
+}
+
 static int sw_head_forward(const struct sw_impl *s, struct eng_ctx *ctx, struct eng_arena *act,
                            const struct eng_tensor *pooled, struct eng_tensor *logits)
 {
@@ -588,15 +602,10 @@ static int sw_head_forward(const struct sw_impl *s, struct eng_ctx *ctx, struct 
     for (int j = 0; j < s->nhidden; j++)
         if (mdl_alloc(act, "swinchex hidden", 2, (int64_t[]){n, s->hidden[j]}, &t[j]) < 0)
             return -1;
-    int per = s->nhidden + 1;
     for (int i = 0; i < s->nlabels; i++) {
-        const struct eng_tensor *in = pooled;
-        for (int j = 0; j < per; j++) {
-            struct eng_tensor y = j < s->nhidden ? t[j] : eng_tensor_slice(logits, 1, 2 * i, 2);
-            if (eng_linear(ctx, &s->mlps[i * per + j], in, &y) < 0)
-                return -1;
-            in = &t[j];
-        }
+        struct eng_tensor y = eng_tensor_slice(logits, 1, 2 * i, 2);
+        if (sw_label_mlp(s, ctx, i, pooled, t, &y) < 0)
+            return -1;
     }
     return 0;
 }
@@ -675,16 +684,37 @@ static int sw_class_weights(const struct mdl_model *m, int k, float *w, float *b
     return mdl_head_class_weights(&s->linear, k, w, bias);
 }
 
-/* The head alone on pooled features: perturbation CAMs run it on one row per map cell. */
+/* The head alone on pooled features: perturbation CAMs run it on one row per map cell. SwinCheX's
+ * labels have an MLP each: only the asked labels' run (the linear head computes all, cheaply). */
 static int sw_head_probs(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
-                         const struct eng_tensor *pooled, float *probs)
+                         const struct eng_tensor *pooled, const int *labels, int nl, float *probs)
 {
     const struct sw_impl *s = m->impl;
-    struct eng_tensor logits;
-    if (mdl_alloc(act, "logits", 2, (int64_t[]){pooled->ne[0], m->nout}, &logits) < 0 ||
-        sw_head_forward(s, ctx, act, pooled, &logits) < 0)
+    int64_t n = pooled->ne[0];
+    if (s->head != SW_HEAD_SWINCHEX) {
+        struct eng_tensor logits;
+        float *all = eng_arena_floats(act, (size_t)n * (size_t)s->nlabels);
+        if (!all || mdl_alloc(act, "logits", 2, (int64_t[]){n, m->nout}, &logits) < 0 ||
+            sw_head_forward(s, ctx, act, pooled, &logits) < 0)
+            return -1;
+        sw_probs(s, logits.data, n, m->nout, all);
+        mdl_head_pick(all, n, s->nlabels, labels, nl, probs);
+        return 0;
+    }
+    struct eng_tensor t[SW_MAX_HIDDEN], pair;
+    for (int j = 0; j < s->nhidden; j++)
+        if (mdl_alloc(act, "swinchex hidden", 2, (int64_t[]){n, s->hidden[j]}, &t[j]) < 0)
+            return -1;
+    if (mdl_alloc(act, "swinchex logits", 2, (int64_t[]){n, 2}, &pair) < 0)
         return -1;
-    sw_probs(s, logits.data, pooled->ne[0], m->nout, probs);
+    for (int k = 0; k < nl; k++) {
+        if (labels[k] < 0 || labels[k] >= s->nlabels)
+            return eng_error("label %d out of range", labels[k]);
+        if (sw_label_mlp(s, ctx, labels[k], pooled, t, &pair) < 0)
+            return -1;
+        for (int64_t b = 0; b < n; b++)
+            probs[b * nl + k] = sw_pair_prob(pair.data[2 * b], pair.data[2 * b + 1]);
+    }
     return 0;
 }
 

@@ -320,8 +320,12 @@ static void v1_answer(struct srv_infer *inf)
         json_t *p = json_object();
         if (inf->faces) {
             json_t *fs = json_array();
-            for (int k = 0; k < inf->faces[i].n; k++)
-                json_array_append_new(fs, srv_face_json(&inf->faces[i].faces[k]));
+            for (int k = 0; k < inf->faces[i].n; k++) {
+                json_t *f = srv_face_json(&inf->faces[i].faces[k]);
+                if (inf->face_attention)
+                    json_object_set_new(f, "attention", srv_face_attention_json(inf, i, &inf->faces[i].faces[k]));
+                json_array_append_new(fs, f);
+            }
             json_object_set_new(p, "faces", fs);
         } else if (m->manifest.nlabels > 0)
             json_object_set_new(

@@ -136,6 +136,8 @@ static void v2_answer(struct srv_infer *inf)
     }
     if (inf->att)
         srv_attention_v2_outputs(inf, outputs);
+    if (inf->face_attention)
+        srv_face_attention_v2_outputs(inf, outputs);
     json_t *body = json_pack("{s:s, s:s, s:{s:b, s:o}, s:o}", "model_name", m->manifest.name, "model_version",
                              m->manifest.version, "parameters", "demo", m->manifest.demo, "timing_ms",
                              srv_infer_timing(inf), "outputs", outputs);

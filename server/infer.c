@@ -224,6 +224,7 @@ static void infer_free(struct srv_infer *inf)
     free(inf->face_opts);
     free(inf->faces);
     free(inf->face_buf);
+    free(inf->face_maps);
     srv_images_free(inf->imgs, inf->n);
     free(inf->input);
     free(inf->probs);
@@ -314,10 +315,8 @@ static int attention_after(struct srv_job *j, struct mdl_runner *r)
                 best = pr[k] > pr[best] ? k : best;
             inf->cam_labels[i] = best;
         }
-        if (mdl_attn_finish(m, r, &inf->att[i]) < 0)
-            return -1;
     }
-    return 0;
+    return mdl_attn_finish_batch(m, r, inf->att, inf->n);
 }
 
 /* Check the attention parameters against the model and allocate the per-image state.
@@ -394,6 +393,65 @@ static int setup_attention(struct srv_req *q, struct srv_infer *inf)
 
 static int submit(struct srv_req *q, struct srv_infer *inf);
 
+/* "attention_layers" and "cam_labels" against a face model's maps; the faces' map buffers.
+ * 0, or -1 having answered 400/500. */
+static int setup_face_attention(struct srv_req *q, struct srv_infer *inf, struct mdl_face_opts *o)
+{
+    const struct mdl_model *m = inf->m;
+    const struct mdl_face_attention *at = mdl_face_attention(m);
+    const struct srv_params *p = &inf->params;
+    if (!at) {
+        srv_reply_error(q, 400, "parameters.attention: model '%s' has no attention maps", m->manifest.name);
+        return -1;
+    }
+    for (int s = 0; s < p->nlayer_names; s++) {
+        int l = 0;
+        while (l < at->nlayers && strcmp(at->layer[l], p->layer_names[s]) != 0)
+            l++;
+        if (l == at->nlayers) {
+            char list[512] = "";
+            for (int k = 0; k < at->nlayers; k++)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", at->layer[k]);
+            srv_reply_error(q, 400, "parameters.attention_layers: '%s' is not a layer of model '%s' (%s)",
+                            p->layer_names[s], m->manifest.name, list[0] ? list : "it has none");
+            return -1;
+        }
+        inf->layers[inf->nlayers++] = l;
+    }
+    if (!p->nlayer_names)
+        for (int l = 0; l < at->nlayers; l++)
+            inf->layers[inf->nlayers++] = l;
+    if (p->ncam_names && !at->cam) {
+        srv_reply_error(q, 400, "parameters.cam_labels: model '%s' has no class activation maps", m->manifest.name);
+        return -1;
+    }
+    if (p->ncam_names > MDL_FACE_CAMS) {
+        srv_reply_error(q, 400, "parameters.cam_labels: at most %d labels", MDL_FACE_CAMS);
+        return -1;
+    }
+    for (int s = 0; s < p->ncam_names; s++) {
+        int k = 0;
+        while (k < MDL_FACE_CAMS && !(at->has_cam[k] && strcmp(mdl_face_cam_labels[k], p->cam_names[s]) == 0))
+            k++;
+        if (k == MDL_FACE_CAMS) {
+            srv_reply_error(q, 400,
+                            "parameters.cam_labels: '%s' is not a CAM label of model '%s' (neutral, happy, sad, angry, "
+                            "fearful, disgusted, surprised from the expression net; female, male, age from age_gender)",
+                            p->cam_names[s], m->manifest.name);
+            return -1;
+        }
+        inf->face_cams[inf->nface_cams++] = k;
+    }
+    o->attention = true;
+    inf->face_attention = true;
+    inf->face_maps = calloc((size_t)inf->n * (size_t)o->max_faces * (at->floats ? at->floats : 1), sizeof(float));
+    if (!inf->face_maps) {
+        srv_reply_error(q, 500, "out of memory for the attention maps");
+        return -1;
+    }
+    return 0; /* the decoded images, kept for face models anyway, serve the overlays */
+}
+
 /* Face models: decode and keep the images, check the options, give each image a result
  * buffer, queue. 0 queued, -1 answered. */
 static int start_faces(struct srv_req *q, struct srv_infer *inf)
@@ -401,10 +459,6 @@ static int start_faces(struct srv_req *q, struct srv_infer *inf)
     const struct mdl_model *m = inf->m;
     const struct srv_params *p = &inf->params;
     int n = inf->n;
-    if (p->attention != SRV_ATTENTION_NONE) {
-        srv_reply_error(q, 400, "parameters.attention: model '%s' has no attention maps yet", m->manifest.name);
-        return -1;
-    }
     struct mdl_face_opts o;
     mdl_face_opts_default(m, &o);
     if (p->face_set & SRV_FACE_DETECTOR)
@@ -425,6 +479,8 @@ static int start_faces(struct srv_req *q, struct srv_infer *inf)
         srv_reply_error(q, 400, "parameters: %s", eng_errmsg());
         return -1;
     }
+    if (p->attention != SRV_ATTENTION_NONE && setup_face_attention(q, inf, &o) < 0)
+        return -1;
     inf->decoded = calloc((size_t)n, sizeof *inf->decoded);
     inf->views = calloc((size_t)n, sizeof *inf->views);
     inf->face_opts = calloc((size_t)n, sizeof *inf->face_opts);
@@ -449,6 +505,8 @@ static int start_faces(struct srv_req *q, struct srv_infer *inf)
         inf->face_opts[i] = o;
         inf->faces[i] = (struct mdl_faces){.faces = inf->face_buf + (size_t)i * (size_t)o.max_faces,
                                            .cap = o.max_faces};
+        if (inf->face_maps)
+            inf->faces[i].maps = inf->face_maps + (size_t)i * (size_t)o.max_faces * mdl_face_attention(m)->floats;
     }
     inf->preprocess_us = srv_now_us() - t0;
     return submit(q, inf);

@@ -93,6 +93,12 @@ struct srv_infer {
     struct mdl_face_opts *face_opts;
     struct mdl_faces *faces;
     struct mdl_face *face_buf;
+    /* Face models with attention: the faces' map buffers (n * max_faces faces), the layers
+     * reported (layers[], nlayers: indices into mdl_face_attention's) and the CAM labels asked for
+     * (indices into mdl_face_cam_labels; none: each face's best expression, v2 every label). */
+    float *face_maps;
+    bool face_attention;
+    int nface_cams, face_cams[MDL_FACE_CAMS];
     struct srv_job job;
     void (*answer)(struct srv_infer *inf);
 };

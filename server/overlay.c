@@ -75,21 +75,31 @@ static void flush_mem(png_structp png)
 uint8_t *srv_overlay_png(const struct srv_image *img, const float *map, int gh, int gw, const double box[4],
                          size_t *len)
 {
-    int w = img->width, h = img->height;
+    const int whole[4] = {0, 0, img->width, img->height};
+    return srv_overlay_png_rect(img, map, gh, gw, box, whole, len);
+}
+
+uint8_t *srv_overlay_png_rect(const struct srv_image *img, const float *map, int gh, int gw, const double box[4],
+                              const int rect[4], size_t *len)
+{
+    if (rect[0] < 0 || rect[1] < 0 || rect[2] < 1 || rect[3] < 1 || rect[0] + rect[2] > img->width ||
+        rect[1] + rect[3] > img->height)
+        return NULL;
+    int w = rect[2], h = rect[3];
     uint8_t *rgb = malloc((size_t)w * (size_t)h * 3);
     png_bytep *rows = malloc((size_t)h * sizeof *rows);
     struct membuf out = {0};
     if (!rgb || !rows)
         goto fail;
     for (int y = 0; y < h; y++) {
-        const uint8_t *src = img->data + (size_t)y * img->stride;
+        const uint8_t *src = img->data + (size_t)(y + rect[1]) * img->stride + (size_t)rect[0] * (size_t)img->channels;
         uint8_t *dst = rgb + (size_t)y * (size_t)w * 3;
-        double v = (y + 0.5 - box[1]) / box[3] * gh;
+        double v = (y + rect[1] + 0.5 - box[1]) / box[3] * gh;
         for (int x = 0; x < w; x++) {
             uint8_t px[3];
             for (int c = 0; c < 3; c++)
                 px[c] = img->channels == 1 ? src[x] : src[x * 3 + c];
-            double u = (x + 0.5 - box[0]) / box[2] * gw;
+            double u = (x + rect[0] + 0.5 - box[0]) / box[2] * gw;
             float a = 0;
             if (u >= 0 && u < gw && v >= 0 && v < gh)
                 a = sample(map, gh, gw, u, v);

@@ -21,6 +21,11 @@
 uint8_t *srv_overlay_png(const struct srv_image *img, const float *map, int gh, int gw, const double box[4],
                          size_t *len);
 
+/* The same over the part rect (x, y, width, height; inside the image) of img only: a PNG of that
+ * size (a face crop). box is still in the image's pixels. NULL on OOM or a rect outside. */
+uint8_t *srv_overlay_png_rect(const struct srv_image *img, const float *map, int gh, int gw, const double box[4],
+                              const int rect[4], size_t *len);
+
 /* Viridis colour of v in [0, 1] (clamped) into rgb[3]. */
 void srv_viridis(float v, uint8_t rgb[3]);
 

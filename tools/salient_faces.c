@@ -46,6 +46,10 @@ static const char usage_text[] =
     "                       face_landmark_68_tiny, face_recognition, face_expression, age_gender) on --input:\n"
     "                       a safetensors tensor 'input' [N, side, side, 3] (NHWC, pixels 0..255, what\n"
     "                       face-api's toBatchTensor hands the net); writes {\"net\", \"shape\", \"output\"}\n"
+    "  --attention          also each face's attention maps (with --net face_expression or age_gender, each\n"
+    "                       image's) as the model computes them: \"maps\": {\"layers\": {name: {\"grid\",\n"
+    "                       \"weight\", \"map\"}}, \"cam\": {label: {\"grid\", \"map\"}}}, layer maps normalised\n"
+    "                       to [0, 1], CAMs raw (logits; years for age)\n"
     "  --repeat N           run the whole thing N times; each one's wall time goes in \"timing_ms\",\n"
     "                       its CPU time (all threads) in \"cpu_ms\"\n"
     "  --output FILE        write the JSON here (default: stdout)\n"
@@ -58,7 +62,7 @@ struct options {
     const char **images;
     int nimages;
     struct mdl_face_opts fo;
-    bool have_detector, tiny_landmarks, verify;
+    bool have_detector, tiny_landmarks, verify, attention;
     float threshold;
     int batch, threads, repeat;
 };
@@ -110,7 +114,7 @@ static float parse_float(const char *opt, const char *s)
 static void parse_options(int argc, char **argv, struct options *o)
 {
     enum { OPT_DETECTOR = 256, OPT_INPUT_SIZE, OPT_SCORE, OPT_IOU, OPT_MAX_FACES, OPT_TASKS, OPT_TINY_LM,
-           OPT_VERIFY, OPT_THRESHOLD, OPT_NET, OPT_REPEAT };
+           OPT_VERIFY, OPT_THRESHOLD, OPT_NET, OPT_REPEAT, OPT_ATTENTION };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, 'm'},
         {"image", required_argument, NULL, 'I'},
@@ -127,6 +131,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         {"threshold", required_argument, NULL, OPT_THRESHOLD},
         {"net", required_argument, NULL, OPT_NET},
         {"repeat", required_argument, NULL, OPT_REPEAT},
+        {"attention", no_argument, NULL, OPT_ATTENTION},
         {"batch", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
@@ -160,6 +165,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         case OPT_VERIFY: o->verify = true; break;
         case OPT_THRESHOLD: o->threshold = parse_float("--threshold", optarg); break;
         case OPT_NET: o->net = optarg; break;
+        case OPT_ATTENTION: o->attention = true; break;
         case OPT_REPEAT: o->repeat = (int)parse_int("--repeat", optarg, 1, 100000); break;
         case 'b': o->batch = (int)parse_int("--batch", optarg, 1, 4096); break;
         case 'j': o->threads = (int)parse_int("--threads", optarg, 1, 1024); break;
@@ -292,6 +298,42 @@ static double cpu_ms(void)
 
 /* ---- modes ---- */
 
+static json_t *floats_json(const float *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_real(v[i]));
+    return a;
+}
+
+/* One face's (or image's) maps: {"layers": {name: {grid, weight, map}}, "cam": {label: {grid, map}}}. */
+static json_t *maps_json(const struct mdl_face_attention *at, const struct mdl_face_maps *mp)
+{
+    json_t *layers = json_object(), *cams = json_object();
+    for (int l = 0; l < at->nlayers; l++)
+        if (mp->layers & (1u << l))
+            json_object_set_new(layers, at->layer[l],
+                                json_pack("{s:[i, i], s:f, s:o}", "grid", at->layer_h[l], at->layer_w[l], "weight",
+                                          (double)mp->weight[l], "map",
+                                          floats_json(mp->buf + at->layer_off[l],
+                                                      (size_t)at->layer_h[l] * (size_t)at->layer_w[l])));
+    for (int k = 0; k < MDL_FACE_CAMS; k++)
+        if (mp->cams & (1u << k))
+            json_object_set_new(cams, mdl_face_cam_labels[k],
+                                json_pack("{s:[i, i], s:o}", "grid", at->cam_h[k], at->cam_w[k], "map",
+                                          floats_json(mp->buf + at->cam_off[k],
+                                                      (size_t)at->cam_h[k] * (size_t)at->cam_w[k])));
+    return json_pack("{s:o, s:o}", "layers", layers, "cam", cams);
+}
+
+static const struct mdl_face_attention *attention_of(const struct mdl_model *m)
+{
+    const struct mdl_face_attention *at = mdl_face_attention(m);
+    if (!at)
+        die("this face model has no attention maps (its manifest has no \"attention\")");
+    return at;
+}
+
 static json_t *run_net(const struct options *o, const struct mdl_model *m, struct mdl_runner *r, json_t *timing,
                        json_t *cpu)
 {
@@ -314,9 +356,16 @@ static json_t *run_net(const struct options *o, const struct mdl_model *m, struc
     if (eng_st_read_any(f, "input", x, nx, &got) < 0)
         die("%s", eng_errmsg());
     eng_st_close(f);
+    const struct mdl_face_attention *at = o->attention ? attention_of(m) : NULL;
+    struct mdl_face_maps *maps = at ? calloc((size_t)n, sizeof *maps) : NULL;
+    float *mbuf = at ? calloc((size_t)n * (at->floats ? at->floats : 1), sizeof(float)) : NULL;
+    if (at && (!maps || !mbuf))
+        die("out of memory");
+    for (int i = 0; at && i < n; i++)
+        maps[i].buf = mbuf + (size_t)i * at->floats;
     for (int k = 0; k < o->repeat; k++) {
         double t0 = now_ms(), c0 = cpu_ms();
-        if (mdl_face_net_run(m, r, net, x, n, side, y) < 0)
+        if ((at ? mdl_face_net_run_maps(m, r, net, x, n, side, y, maps) : mdl_face_net_run(m, r, net, x, n, side, y)) < 0)
             die("%s", eng_errmsg());
         json_array_append_new(timing, json_real(now_ms() - t0));
         json_array_append_new(cpu, json_real(cpu_ms() - c0));
@@ -325,7 +374,15 @@ static json_t *run_net(const struct options *o, const struct mdl_model *m, struc
     for (int64_t i = 0; i < n * per; i++)
         json_array_append_new(out, json_real(y[i]));
     free(x), free(y);
-    return json_pack("{s:s, s:[i, I], s:o}", "net", mdl_face_net_names[net], "shape", n, (json_int_t)per, "output", out);
+    json_t *res = json_pack("{s:s, s:[i, I], s:o}", "net", mdl_face_net_names[net], "shape", n, (json_int_t)per, "output", out);
+    if (at) {
+        json_t *list = json_array();
+        for (int i = 0; i < n; i++)
+            json_array_append_new(list, maps_json(at, &maps[i]));
+        json_object_set_new(res, "maps", list);
+    }
+    free(maps), free(mbuf);
+    return res;
 }
 
 int main(int argc, char **argv)
@@ -357,6 +414,7 @@ int main(int argc, char **argv)
         fo.tasks = 0;
     else if (o.tasks && mdl_face_tasks_parse(o.tasks, &fo.tasks) < 0)
         usage_error("%s", eng_errmsg());
+    fo.attention = o.attention && !o.verify && !o.net;
     if (mdl_face_opts_check(m, &fo) < 0)
         usage_error("%s", eng_errmsg());
 
@@ -372,7 +430,10 @@ int main(int argc, char **argv)
         struct mdl_face_opts *opts = calloc((size_t)o.nimages, sizeof *opts);
         struct mdl_faces *out = calloc((size_t)o.nimages, sizeof *out);
         struct mdl_face *faces = calloc((size_t)o.nimages * (size_t)fo.max_faces, sizeof *faces);
-        if (!imgs || !views || !opts || !out || !faces)
+        const struct mdl_face_attention *at = fo.attention ? attention_of(m) : NULL;
+        size_t per_image = at ? (size_t)fo.max_faces * (at->floats ? at->floats : 1) : 0;
+        float *mbuf = at ? calloc((size_t)o.nimages * per_image, sizeof(float)) : NULL;
+        if (!imgs || !views || !opts || !out || !faces || (at && !mbuf))
             die("out of memory");
         for (int i = 0; i < o.nimages; i++) {
             load_image(o.images[i], &imgs[i]);
@@ -402,7 +463,7 @@ int main(int argc, char **argv)
                     /* results in the runner's arena (as the server keeps them), copied out
                      * before the next run reuses it */
                     for (int i = s; i < s + n; i++)
-                        out[i] = (struct mdl_faces){NULL, 0, 0};
+                        out[i] = (struct mdl_faces){NULL, 0, 0, at ? mbuf + (size_t)i * per_image : NULL};
                     if (mdl_model_run_images(m, &r, views + s, opts + s, n, out + s) < 0)
                         die("%s", eng_errmsg());
                     for (int i = s; i < s + n; i++) {
@@ -417,8 +478,15 @@ int main(int argc, char **argv)
             json_t *list = json_array();
             for (int i = 0; i < o.nimages; i++) {
                 json_t *fl = json_array();
-                for (int k = 0; k < out[i].n; k++)
-                    json_array_append_new(fl, srv_face_json(&out[i].faces[k]));
+                for (int k = 0; k < out[i].n; k++) {
+                    json_t *f = srv_face_json(&out[i].faces[k]);
+                    if (at && out[i].faces[k].maps.buf) {
+                        const struct mdl_face *fk = &out[i].faces[k];
+                        json_object_set_new(f, "maps", maps_json(at, &fk->maps));
+                        json_object_set_new(f, "crop", json_pack("[i, i, i, i]", fk->crop[0], fk->crop[1], fk->crop[2], fk->crop[3]));
+                    }
+                    json_array_append_new(fl, f);
+                }
                 json_array_append_new(list, json_pack("{s:s, s:i, s:i, s:o}", "file", o.images[i], "width",
                                                       imgs[i].width, "height", imgs[i].height, "faces", fl));
             }
@@ -426,7 +494,7 @@ int main(int argc, char **argv)
         }
         for (int i = 0; i < o.nimages; i++)
             srv_image_free(&imgs[i]);
-        free(imgs), free(views), free(opts), free(out), free(faces);
+        free(imgs), free(views), free(opts), free(out), free(faces), free(mbuf);
     }
     if (!result)
         die("out of memory for the JSON answer");

@@ -750,11 +750,10 @@ int main(int argc, char **argv)
             die("%s", eng_errmsg());
         if (taps.error[0])
             die("model '%s': %s", name, taps.error);
-        for (int i = 0; att && i < n; i++) {
-            if (mdl_attn_finish(m, &r, &att[i]) < 0)
-                die("model '%s': attention maps: %s", name, eng_errmsg());
+        if (att && mdl_attn_finish_batch(m, &r, att, n) < 0)
+            die("model '%s': attention maps: %s", name, eng_errmsg());
+        for (int i = 0; att && i < n; i++)
             add_attention(&outs, m, &att[i]);
-        }
     }
     free(att);
     free(att_buf);

@@ -7,15 +7,22 @@ and multipart gives the same faces; every face has the fields its tasks ask for;
 "detector", "max_faces", "score_threshold" act; a chest phantom has no face (an empty list, not
 an error); face parameters on a classifier and bad values are 400; v2 infer returns one JSON
 document per image in a BYTES output; POST /v1/faces:verify: an image against itself is the
-same person at distance ~0, two different people are not, a phantom gives 422.
-Standard library only.
+same person at distance ~0, two different people are not, a phantom gives 422. Attention maps
+per face: "maps" gives each face its face_expression layer maps and the CAM of its best
+expression, "cam_labels" and "attention_layers" choose, bad ones are 400; "png" overlays decode
+at the face crop's size and equal the image's crop where the map is zero; v2 names them
+image<i>/face<k>/attention/<layer> and image<i>/face<k>/cam/<label>.
+Standard library + PIL (python3-pil).
 """
 import base64
 import glob
+import io
 import json
 import os
 import shutil
 import sys
+
+from PIL import Image
 
 from salientd_harness import SALIENTD, SRCDIR, Checks, Server, make_repo
 
@@ -150,7 +157,134 @@ def main():
         check("verify with no face in image 2 -> 422", st == 422 and "image 2" in v.get("error", ""), json.dumps(v))
         st, v = request(srv, "/v1/faces:verify", {"images": [b64]})
         check("verify with one image -> 400", st == 400, json.dumps(v))
+        attention(srv, photos[0], tmp)
     sys.exit(t.finish())
+
+
+LAYERS = ["face_expression/dense%d" % b for b in range(4)]
+# server/overlay.c's viridis stops and blend weight: the overlay's specification
+VIRIDIS = [(68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141), (39, 173, 129), (92, 200, 99),
+           (170, 220, 50), (253, 231, 37)]
+
+
+def viridis(v):
+    t = min(max(v, 0.0), 1.0) * 8
+    i = min(int(t), 7)
+    f = t - i
+    return [(1 - f) * VIRIDIS[i][c] + f * VIRIDIS[i + 1][c] for c in range(3)]
+
+
+def upsample(m, gh, gw, u, v):
+    """The map at (u, v) in cells, bilinear between cell centres, clamped at the edges."""
+    x, y = min(max(u - 0.5, 0), gw - 1), min(max(v - 0.5, 0), gh - 1)
+    x0, y0 = int(x), int(y)
+    x1, y1 = min(x0 + 1, gw - 1), min(y0 + 1, gh - 1)
+    fx, fy = x - x0, y - y0
+    top = m[y0 * gw + x0] * (1 - fx) + m[y0 * gw + x1] * fx
+    bot = m[y1 * gw + x0] * (1 - fx) + m[y1 * gw + x1] * fx
+    return top * (1 - fy) + bot * fy
+
+
+def blend_check(im, crop, m, c, reg):
+    """((pixels where the map is 0, of those changed), pixels matching the blend, pixels where it is not 0)."""
+    gh, gw = m["grid"]
+    got, src = list(im.getdata()), list(crop.getdata())
+    zero, changed, exact, total = 0, 0, 0, 0
+    for py in range(c["height"]):
+        v = (c["y"] + py + 0.5 - reg["y"]) / reg["size"] * gh
+        for px in range(c["width"]):
+            u = (c["x"] + px + 0.5 - reg["x"]) / reg["size"] * gw
+            a = upsample(m["map"], gh, gw, u, v) if 0 <= u < gw and 0 <= v < gh else 0.0
+            p, q = got[py * c["width"] + px], src[py * c["width"] + px]
+            if a <= 0:
+                zero += 1
+                changed += p != q
+                continue
+            total += 1
+            alpha = 0.6 * min(a, 1.0)
+            col = viridis(a)
+            exact += all(abs(p[k] - ((1 - alpha) * q[k] + alpha * col[k])) <= 1.0 for k in range(3))
+    return (zero, changed), exact, total
+EXPRESSIONS = ["neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised"]
+
+
+def attention(srv, photo, tmp):
+    """Per-face attention maps, overlays and v2 outputs (the manifest names face_expression's blocks)."""
+    # a PNG of the photograph, so that the test decodes exactly the pixels salientd decodes
+    src = Image.open(photo).convert("RGB")
+    png_path = os.path.join(tmp, "faces.png")
+    src.save(png_path)
+    png = open(png_path, "rb").read()
+    b64 = base64.b64encode(png).decode()
+
+    st, r = request(srv, "/v1/models/faces:predict", {"image": b64, "parameters": {"attention": "maps"}})
+    faces = r["predictions"][0]["faces"] if st == 200 else []
+    check("attention maps: 200 with faces", st == 200 and len(faces) >= 1, json.dumps(r)[:300])
+    for k, f in enumerate(faces):
+        a = f.get("attention", {})
+        layers = a.get("layers", [])
+        check("face %d: the manifest's 4 dense-block maps, grids 56/28/14/7, in [0, 1], weights adding to 1" % k,
+              [l["name"] for l in layers] == LAYERS and [l["grid"] for l in layers] == [[56, 56], [28, 28], [14, 14], [7, 7]]
+              and all(len(l["map"]) == l["grid"][0] * l["grid"][1] and min(l["map"]) == 0 and max(l["map"]) == 1
+                      for l in layers) and abs(sum(l["weight"] for l in layers) - 1) < 1e-5, json.dumps(layers)[:300])
+        best = f["expression"]["label"]
+        cams = a.get("cam", [])
+        check("face %d: one CAM by default, of its best expression (%s), 7 x 7, normalised, raw range kept" % (k, best),
+              len(cams) == 1 and cams[0]["label"] == best and cams[0]["grid"] == [7, 7] and len(cams[0]["map"]) == 49
+              and cams[0]["range"][0] < cams[0]["range"][1], json.dumps(cams)[:300])
+        c = a.get("crop", {})
+        check("face %d: the crop the heads saw, inside the image" % k,
+              c.get("width", 0) > 0 and c.get("height", 0) > 0 and c["x"] >= 0 and c["y"] >= 0 and
+              c["x"] + c["width"] <= src.size[0] and c["y"] + c["height"] <= src.size[1], json.dumps(c))
+    check("no overlays unless asked", all("overlays" not in f.get("attention", {}) for f in faces))
+
+    st, r = request(srv, "/v1/models/faces:predict",
+                    {"image": b64, "parameters": {"attention": "maps", "cam_labels": ["age", "male", "happy"],
+                                                  "attention_layers": ["face_expression/dense3"]}})
+    f = r["predictions"][0]["faces"][0] if st == 200 else {}
+    a = f.get("attention", {})
+    check("cam_labels and attention_layers choose", st == 200 and [c["label"] for c in a.get("cam", [])] ==
+          ["age", "male", "happy"] and [l["name"] for l in a.get("layers", [])] == ["face_expression/dense3"],
+          json.dumps(r)[:300])
+    for params, want in (({"attention": "maps", "cam_labels": ["Effusion"]}, "Effusion"),
+                         ({"attention": "maps", "attention_layers": ["dense9"]}, "dense9")):
+        st, r = request(srv, "/v1/models/faces:predict", {"image": b64, "parameters": params})
+        check("bad %s -> 400 naming it" % json.dumps(params), st == 400 and want in r.get("error", ""), "%d %s" % (st, r))
+
+    # png overlays over each face's crop
+    st, r = request(srv, "/v1/models/faces:predict?attention=png&cam_labels=happy,age", png, "image/png")
+    faces = r["predictions"][0]["faces"] if st == 200 else []
+    check("png overlays: 200", st == 200 and len(faces) >= 1, json.dumps(r)[:300])
+    for k, f in enumerate(faces):
+        a = f["attention"]
+        ovs = a.get("overlays", [])
+        maps = a["layers"] + a["cam"]
+        check("face %d png: one overlay per map" % k, [o["of"] for o in ovs] ==
+              ["attention/" + l["name"] for l in a["layers"]] + ["cam/" + c["label"] for c in a["cam"]],
+              str([o["of"] for o in ovs]))
+        c, reg = a["crop"], a["map_region"]
+        crop = src.crop((c["x"], c["y"], c["x"] + c["width"], c["y"] + c["height"]))
+        for o, m in zip(ovs, maps):
+            im = Image.open(io.BytesIO(base64.b64decode(o["png"])))
+            check("face %d png %s: decodes as RGB at the face crop's size %dx%d" % (k, o["of"], c["width"], c["height"]),
+                  im.size == (c["width"], c["height"]) and im.mode == "RGB", "%s %s" % (im.size, im.mode))
+            if im.size != crop.size:
+                continue
+            zero, exact, total = blend_check(im, crop, m, c, reg)
+            check("face %d png %s: unchanged where the map is 0 (%d px), the viridis blend within 1 level elsewhere "
+                  "(%.2f%% of %d px)" % (k, o["of"], zero[0], 100.0 * exact / max(1, total), total),
+                  zero[1] == 0 and total > 0 and exact >= 0.995 * total, "%d zero-valued pixels changed" % zero[1])
+
+    st, r = request(srv, "/v2/models/faces/infer",
+                    {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}],
+                     "parameters": {"attention": "maps", "cam_labels": ["happy", "age"]}})
+    outs = {o["name"]: o for o in r.get("outputs", [])}
+    nf = len(json.loads(outs["faces"]["data"][0])) if "faces" in outs else 0
+    want = ["image0/face%d/%s" % (k, n) for k in range(nf)
+            for n in ["attention/" + l for l in LAYERS] + ["cam/happy", "cam/age"]]
+    check("v2: image<i>/face<k>/attention/<layer> and .../cam/<label> FP32 [h, w] for each of %d faces" % nf,
+          st == 200 and nf >= 1 and [n for n in outs if n != "faces"] == want and
+          all(len(outs[n]["data"]) == outs[n]["shape"][0] * outs[n]["shape"][1] for n in want), json.dumps(list(outs))[:400])
 
 
 if __name__ == "__main__":

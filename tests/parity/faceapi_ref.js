@@ -12,6 +12,7 @@
 'use strict';
 
 const fs = require('fs');
+const os = require('os');
 const path = require('path');
 const { createRequire } = require('module');
 const { execFileSync } = require('child_process');
@@ -106,6 +107,55 @@ function runSalient(args) {
   return JSON.parse(out);
 }
 
+// The environment for a parity test, or the exit: 77 (SKIP) without face-api, its Node packages
+// or its weights; 1 when salient-faces is not built.
+function environmentOrExit() {
+  const env = environment();
+  if (env.why) {
+    console.log(`SKIP: ${env.why}`);
+    process.exit(77);
+  }
+  if (!fs.existsSync(salientFaces())) {
+    console.log(`FAIL: ${salientFaces()} not built`);
+    process.exit(1);
+  }
+  return env;
+}
+
+// A parity test: its environment (or exit 77 / 1 as above), face-api loaded, a scratch folder
+// removed afterwards; body(env, ref0, tmp) runs the checks. Exits 0 when failures() is 0, 1
+// otherwise or on an exception.
+function runParity(name, body, failures) {
+  const env = environmentOrExit();
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `${name}-`));
+  (async () => {
+    try {
+      const ref0 = await faceapi(env);
+      console.log(`face-api ${ref0.version}, tfjs backend ${ref0.backend}; salient ${salientFaces()}`);
+      await body(env, ref0, tmp);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+    console.log(failures() ? `${failures()} check(s) failed` : 'all within tolerance');
+    process.exit(failures() ? 1 : 0);
+  })().catch((e) => {
+    console.log(`FAIL: ${e.stack || e}`);
+    process.exit(1);
+  });
+}
+
+// mulberry32: the same pseudo-random numbers in [0, 1) on every run.
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 // face-api's whole pipeline on one decoded image, as plain numbers.
 async function pipeline(ref, img, detector, score) {
   const { tf, fa } = ref;
@@ -128,5 +178,5 @@ async function pipeline(ref, img, detector, score) {
 }
 
 module.exports = {
-  EXPRESSIONS, environment, faceapi, decodeJpeg, writePpm, writeSafetensors, photos, salientFaces, modelDir, runSalient, pipeline,
+  EXPRESSIONS, environment, faceapi, decodeJpeg, writePpm, writeSafetensors, photos, salientFaces, modelDir, runSalient, pipeline, rng, runParity,
 };

@@ -5,8 +5,6 @@
 // each kind.
 'use strict';
 
-const fs = require('fs');
-const os = require('os');
 const path = require('path');
 const ref = require('./faceapi_ref.js');
 
@@ -24,23 +22,11 @@ function fail(msg) {
   console.log(`FAIL ${msg}`);
 }
 
-// mulberry32: the same pseudo-random inputs on every run.
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 // Two images of side x side x 3 (pixels 0..255 as floats): uniform noise, and a region of a
 // photograph around its first face (nearest neighbour) so that activations look like real ones;
 // for the detectors its right 30 % is zero, as face-api pads a portrait photo.
 function inputs(photo, side, seed) {
-  const rand = rng(seed);
+  const rand = ref.rng(seed);
   const n = side * side * 3;
   const data = new Float32Array(2 * n);
   for (let i = 0; i < n; i++) data[i] = Math.floor(rand() * 256);
@@ -206,39 +192,16 @@ async function verification(ref0, env, model, images) {
   }
 }
 
-async function main() {
-  const env = ref.environment();
-  if (env.why) {
-    console.log(`SKIP: ${env.why}`);
-    process.exit(77);
-  }
-  if (!fs.existsSync(ref.salientFaces())) {
-    console.log(`FAIL: ${ref.salientFaces()} not built`);
-    process.exit(1);
-  }
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parity-faceapi-'));
-  try {
-    const ref0 = await ref.faceapi(env);
-    console.log(`face-api ${ref0.version}, tfjs backend ${ref0.backend}; salient ${ref.salientFaces()}`);
-    const model = ref.modelDir(env, tmp);
-    const images = ref.photos(env).map((jpg) => ({ jpg, img: ref.decodeJpeg(env, jpg) }));
-    // and the first one turned to portrait: face-api pads it on the right instead of the bottom
-    images.push({ jpg: `${images[0].jpg} (rotated)`, img: rotate(images[0].img) });
-    images.forEach((im, i) => {
-      im.ppm = path.join(tmp, `photo${i}.ppm`);
-      ref.writePpm(im.ppm, im.img);
-    });
-    await perNetwork(ref0, env, tmp, model, images[0].img);
-    await pipelines(ref0, env, tmp, model, images);
-    await verification(ref0, env, model, images);
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
-  console.log(failures ? `${failures} check(s) failed` : 'all within tolerance');
-  process.exit(failures ? 1 : 0);
-}
-
-main().catch((e) => {
-  console.log(`FAIL: ${e.stack || e}`);
-  process.exit(1);
-});
+ref.runParity('parity-faceapi', async (env, ref0, tmp) => {
+  const model = ref.modelDir(env, tmp);
+  const images = ref.photos(env).map((jpg) => ({ jpg, img: ref.decodeJpeg(env, jpg) }));
+  // and the first one turned to portrait: face-api pads it on the right instead of the bottom
+  images.push({ jpg: `${images[0].jpg} (rotated)`, img: rotate(images[0].img) });
+  images.forEach((im, i) => {
+    im.ppm = path.join(tmp, `photo${i}.ppm`);
+    ref.writePpm(im.ppm, im.img);
+  });
+  await perNetwork(ref0, env, tmp, model, images[0].img);
+  await pipelines(ref0, env, tmp, model, images);
+  await verification(ref0, env, model, images);
+}, () => failures);
