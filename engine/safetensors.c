@@ -229,6 +229,10 @@ static int parse_header(struct eng_st_file *f, const unsigned char *hdr, size_t 
         n++;
     }
     f->n = n;
+    /* A header with no tensors leaves infos NULL: qsort's pointer must not be NULL even for 0
+     * elements (found by tests/fuzz/fuzz_safetensors under UBSan). */
+    if (n == 0)
+        return 0;
 
     qsort(f->infos, (size_t)n, sizeof *f->infos, by_offset);
     /* Sorted by begin: a non-empty tensor overlaps an earlier one iff it starts before the
