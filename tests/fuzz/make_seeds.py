@@ -59,12 +59,18 @@ def images():
     put("decode_image", "palette4.png", png(3, 1, 3, 4, [b"\x01\x20"], extra=plte))
     put("decode_image", "interlaced.png", png(3, 3, 2, 8, [bytes(9)] * 3, interlace=1))
     # JPEG EXIF variants from the committed tjCompress2 output.
-    src = os.path.join(CORPUS, "decode_image", "rgb420.jpg")
-    if os.path.exists(src):
-        jpg = open(src, "rb").read()
-        put("decode_image", "exif6-le.jpg", jpg[:2] + exif_app1(6) + jpg[2:])
-        put("decode_image", "exif8-be.jpg", jpg[:2] + exif_app1(8, little=False) + jpg[2:])
-        put("decode_image", "exif3-le.jpg", jpg[:2] + exif_app1(3) + jpg[2:])
+    # Every orientation 2..8, RGB and gray, both byte orders.
+    jpgs = {}
+    for base in ("rgb420", "gray"):
+        src = os.path.join(CORPUS, "decode_image", base + ".jpg")
+        if os.path.exists(src):
+            jpgs[base] = open(src, "rb").read()
+    for o in range(2, 9):
+        base = "rgb420" if o in (3, 6, 8) else "gray"
+        if base in jpgs:
+            jpg, le = jpgs[base], o % 2 == 0
+            put("decode_image", "exif%d-%s%s.jpg" % (o, "le" if le else "be", "-gray" if base == "gray" else ""),
+                jpg[:2] + exif_app1(o, little=le) + jpg[2:])
 
 
 # ---- request bodies -----------------------------------------------------------------------
