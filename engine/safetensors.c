@@ -24,6 +24,7 @@ struct eng_st_file {
     char *path;                         /* owned */
     void *map;                          /* whole file, read-only */
     size_t map_len;
+    bool mapped;                        /* map is ours to munmap (eng_st_open), not borrowed */
     const unsigned char *data;          /* start of the data section, inside map */
     size_t data_len;
     json_t *header;                     /* owned; tensor names and metadata borrow from it */
@@ -228,6 +229,10 @@ static int parse_header(struct eng_st_file *f, const unsigned char *hdr, size_t 
         n++;
     }
     f->n = n;
+    /* A header with no tensors leaves infos NULL: qsort's pointer must not be NULL even for 0
+     * elements (found by tests/fuzz/fuzz_safetensors under UBSan). */
+    if (n == 0)
+        return 0;
 
     qsort(f->infos, (size_t)n, sizeof *f->infos, by_offset);
     /* Sorted by begin: a non-empty tensor overlaps an earlier one iff it starts before the
@@ -248,6 +253,21 @@ static int parse_header(struct eng_st_file *f, const unsigned char *hdr, size_t 
         f->by_name[i] = &f->infos[i];
     qsort(f->by_name, (size_t)n, sizeof *f->by_name, by_name);
     return 0;
+}
+
+/* The header length, the header and the data section of f->map (map_len >= 8 bytes). */
+static int parse_file(struct eng_st_file *f)
+{
+    const unsigned char *p = f->map;
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | p[i];
+    if (hlen > f->map_len - 8)
+        return eng_error("%s: header length %llu past end of file (%zu bytes)", f->path, (unsigned long long)hlen,
+                         f->map_len);
+    f->data = p + 8 + hlen;
+    f->data_len = f->map_len - 8 - (size_t)hlen;
+    return parse_header(f, p + 8, (size_t)hlen);
 }
 
 struct eng_st_file *eng_st_open(const char *path)
@@ -299,19 +319,8 @@ struct eng_st_file *eng_st_open(const char *path)
         eng_error("%s: cannot map %zu bytes: %s", path, f->map_len, strerror(errno));
         goto fail;
     }
-
-    const unsigned char *p = f->map;
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--)
-        hlen = hlen << 8 | p[i];
-    if (hlen > f->map_len - 8) {
-        eng_error("%s: header length %llu past end of file (%zu bytes)", path, (unsigned long long)hlen,
-                  f->map_len);
-        goto fail;
-    }
-    f->data = p + 8 + hlen;
-    f->data_len = f->map_len - 8 - (size_t)hlen;
-    if (parse_header(f, p + 8, (size_t)hlen) < 0)
+    f->mapped = true;
+    if (parse_file(f) < 0)
         goto fail;
     return f;
 
@@ -320,11 +329,33 @@ fail:
     return NULL;
 }
 
+struct eng_st_file *eng_st_open_mem(const void *buf, size_t len, const char *name)
+{
+    struct eng_st_file *f = calloc(1, sizeof *f);
+    if (!f || !(f->path = strdup(name))) {
+        eng_error("%s: out of memory", name);
+        free(f);
+        return NULL;
+    }
+    if (len < 8) {
+        eng_error("%s: truncated: %zu bytes, too short for the 8-byte header length", name, len);
+        eng_st_close(f);
+        return NULL;
+    }
+    f->map = (void *)buf; /* borrowed, read only: never written, never unmapped */
+    f->map_len = len;
+    if (parse_file(f) < 0) {
+        eng_st_close(f);
+        return NULL;
+    }
+    return f;
+}
+
 void eng_st_close(struct eng_st_file *f)
 {
     if (!f)
         return;
-    if (f->map)
+    if (f->mapped)
         munmap(f->map, f->map_len);
     json_decref(f->header);
     free(f->infos);

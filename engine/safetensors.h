@@ -48,6 +48,10 @@ struct eng_st_file; /* opaque */
  * truncated file, header length past the end, header not JSON, unknown dtype, shape that does
  * not match the byte length, offsets outside the data or overlapping. Caller closes. */
 struct eng_st_file *eng_st_open(const char *path);
+/* The same checks on len bytes already in memory (tests, fuzzing); name stands for the path in
+ * messages and eng_st_path. buf is borrowed: it must stay unchanged until eng_st_close, and
+ * tensor data points into it. */
+struct eng_st_file *eng_st_open_mem(const void *buf, size_t len, const char *name);
 void eng_st_close(struct eng_st_file *f);
 
 const char *eng_st_path(const struct eng_st_file *f);

@@ -26,6 +26,9 @@ if [ "${1:-}" = "--test" ]; then
   # The clients' tests: jq, headless Chromium for the frontend, nginx in front of replicas, YAML
   # for the k8s manifests (Node and npm are asked for above).
   PACKAGES+=(jq chromium nginx-light python3-yaml)
+  # tests/fuzz: libFuzzer harnesses need clang with its fuzzer and sanitizer runtimes
+  # (libclang-rt-14-dev) and its OpenMP (libomp-14-dev, for engine/ctx.c).
+  PACKAGES+=(clang libclang-rt-14-dev libomp-14-dev)
 fi
 # bench/run_models.sh: PyTorch exports and times the models, gnuplot draws the plot (ONNX Runtime
 # comes from npm, pinned by bench/package-lock.json, installed by the harness itself).

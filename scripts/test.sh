@@ -14,6 +14,10 @@ for log in $(find build/tests -name '*.log' ! -name 'test-suite.log' | sort); do
   if grep -q '^worst' "$log"; then
     echo "== ${log#build/}"; sed -n '/^worst/,$p' "$log"
   fi
+  # tests/fuzz: executions and coverage per fuzz target.
+  if grep -qE '^(ok   |FAIL )' "$log"; then
+    echo "== ${log#build/}"; grep -E '^(ok   |FAIL )' "$log"
+  fi
 done
 if [ "$status" -ne 0 ]; then
   cat build/test-suite.log 2>/dev/null || true

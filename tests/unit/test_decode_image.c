@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <turbojpeg.h>
 
 #include "server/decode_image.h"
@@ -688,6 +689,26 @@ START_TEST(jpeg_extraneous_bytes)
 END_TEST
 
 /* 1x1 decodes (the model decides whether it is big enough), in both formats. */
+/* A 47-byte PNG whose header claims 1 x 50,000,000 gray pixels (within the default limit) and
+ * whose data ends at once: refused as corrupt, without touching more memory than the pixel
+ * buffer the limit allows. decode_png used to fill an array of 50M row pointers first: 400 MB
+ * resident (8 bytes per pixel for a 1-pixel-wide image) for 47 bytes of input. */
+START_TEST(png_tall_truncated)
+{
+    static const unsigned char tall[] = {
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+        0x00, 0x00, 0x00, 0x01, 0x02, 0xfa, 0xf0, 0x80, 0x08, 0x00, 0x00, 0x00, 0x00, 0xcb, 0xb1, 0x46,
+        0xf5, 0x00, 0x00, 0x00, 0x02, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x62, 0xa4, 0x91, 0x2b,
+    };
+    struct srv_image img;
+    char err[256];
+    ck_assert_int_eq(srv_decode_image(tall, sizeof tall, 0, &img, err, sizeof err), SRV_DECODE_CORRUPT);
+    struct rusage ru;
+    ck_assert_int_eq(getrusage(RUSAGE_SELF, &ru), 0);
+    ck_assert_msg(ru.ru_maxrss < 200 * 1024, "peak RSS %ld KB after decoding a 47-byte PNG", ru.ru_maxrss);
+}
+END_TEST
+
 START_TEST(one_pixel)
 {
     struct buf p = make_png(1, 1, PNG_COLOR_TYPE_RGB, 8, PNG_INTERLACE_ADAM7, 0);
@@ -718,6 +739,7 @@ int main(void)
     tcase_add_test(tc, exif_malformed);
     tcase_add_test(tc, jpeg_extraneous_bytes);
     tcase_add_test(tc, one_pixel);
+    tcase_add_test(tc, png_tall_truncated);
     suite_add_tcase(s, tc);
     tc = tcase_create("bad");
     tcase_add_loop_test(tc, bad_input, 0, (int)(sizeof bad_cases / sizeof bad_cases[0]));

@@ -277,6 +277,43 @@ START_TEST(bad_file)
 }
 END_TEST
 
+/* eng_st_open_mem: the same checks on bytes in memory; tensors point into the caller's buffer. */
+START_TEST(from_memory)
+{
+    static const float w[3] = {1.5f, -2.0f, 0.25f};
+    const char *hdr = "{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}}";
+    size_t hlen = strlen(hdr);
+    unsigned char buf[8 + 128 + 12];
+    ck_assert_uint_lt(hlen, 128);
+    for (int i = 0; i < 8; i++)
+        buf[i] = (unsigned char)(hlen >> (8 * i));
+    memcpy(buf + 8, hdr, hlen);
+    memcpy(buf + 8 + hlen, w, sizeof w);
+    struct eng_st_file *f = eng_st_open_mem(buf, 8 + hlen + sizeof w, "mem.safetensors");
+    ck_assert_msg(f != NULL, "%s", eng_errmsg());
+    ck_assert_str_eq(eng_st_path(f), "mem.safetensors");
+    const struct eng_st_info *t = eng_st_find(f, "w");
+    ck_assert_ptr_eq(t->data, buf + 8 + hlen);
+    float got[3];
+    ck_assert_int_eq(eng_st_read(f, "w", 1, (int64_t[]){3}, got), 0);
+    ck_assert_float_eq(got[2], 0.25f);
+    eng_st_close(f);
+
+    /* Errors name the buffer as eng_st_open names the file. */
+    ck_assert_ptr_null(eng_st_open_mem(buf, 8 + hlen + 8, "mem.safetensors"));
+    fx_assert_error("mem.safetensors", "tensor 'w': data offsets outside the file: [0,12], data section is 8 bytes");
+    ck_assert_ptr_null(eng_st_open_mem(buf, 7, "short"));
+    fx_assert_error("short", "truncated: 7 bytes, too short for the 8-byte header length");
+    /* No tensors at all is a valid, empty file (this once reached qsort(NULL, 0)). */
+    memcpy(buf, "\2\0\0\0\0\0\0\0{}", 10);
+    f = eng_st_open_mem(buf, 10, "empty");
+    ck_assert_msg(f != NULL, "%s", eng_errmsg());
+    ck_assert_int_eq(eng_st_count(f), 0);
+    ck_assert_ptr_null(eng_st_find(f, "w"));
+    eng_st_close(f);
+}
+END_TEST
+
 START_TEST(missing_file)
 {
     char path[512];
@@ -296,6 +333,7 @@ int main(void)
     tcase_add_test(tc, f16_all);
     tcase_add_test(tc, torch_file);
     tcase_add_test(tc, missing_file);
+    tcase_add_test(tc, from_memory);
     tcase_add_loop_test(tc, bad_file, 0, N_BAD);
     int rc = fx_run(suite_with(tc, "safetensors"));
     fx_tmpdir_remove(tmpdir);
