@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/arena.h"
+#include "engine/eltwise.h"
 #include "engine/error.h"
 #include "engine/gemm.h"
 #include "engine/linear.h"
@@ -199,6 +200,17 @@ static int check_params(const char *name, const struct eng_conv_params *p)
     return 0;
 }
 
+/* (Re)pack w for engine/sgemm.h where that kernel runs: one group, not depthwise. */
+static int conv_repack(struct eng_conv *conv)
+{
+    const struct eng_conv_params *p = &conv->p;
+    eng_packed_b_free(&conv->pw);
+    if (conv->depthwise || p->groups != 1 || !eng_sgemm_enabled())
+        return 0;
+    int64_t k = (int64_t)p->kh * p->kw * p->cin;
+    return eng_pack_b(&conv->pw, conv->name, conv->w, p->cout, k, p->cout);
+}
+
 /* hwio selects the source layout: torch [cout, cin_g, kh, kw] or TF [kh, kw, cin_g, cout]. */
 static int conv_init(struct eng_conv *conv, const char *name, const struct eng_conv_params *p, const float *w,
                      const float *bias, bool hwio)
@@ -231,6 +243,10 @@ static int conv_init(struct eng_conv *conv, const char *name, const struct eng_c
         }
         memcpy(conv->bias, bias, (size_t)p->cout * sizeof(float));
     }
+    if (conv_repack(conv) < 0) {
+        eng_conv_free(conv);
+        return -1;
+    }
     if (!conv->depthwise && eng_winograd_eligible(p)) {
         conv->wino = eng_winograd_pack(conv->name, conv->w, p->cin, p->cout);
         if (!conv->wino) {
@@ -258,6 +274,7 @@ void eng_conv_free(struct eng_conv *conv)
     free(conv->w);
     free(conv->bias);
     free(conv->wino);
+    eng_packed_b_free(&conv->pw);
     conv->w = NULL;
     conv->bias = NULL;
     conv->wino = NULL;
@@ -294,7 +311,7 @@ int eng_conv_fold_bn(struct eng_conv *conv, const float *gamma, const float *bet
                 conv->wino[k * p->cout + oc] = (float)(conv->wino[k * p->cout + oc] * s);
         conv->bias[oc] = (float)(((double)conv->bias[oc] - mean[oc]) * s + (beta ? beta[oc] : 0.0));
     }
-    return 0;
+    return conv_repack(conv);
 }
 
 static inline const float *pixel(const struct eng_tensor *t, int64_t b, int64_t y, int64_t x)
@@ -467,6 +484,12 @@ static void gemm_tile(const struct eng_conv *c, const struct conv_plan *pl, cons
         if (n > r1 - r)
             n = r1 - r;
         const float *a = buf + (r - r0) * pl->ktot;
+        if (c->pw.p) {
+            struct eng_sgemm_ops op = {.bias = c->bias, .act = p->act, .act_param = p->act_param};
+            eng_sgemm_packed(n, a, pl->ktot, &c->pw, 0, p->cout, yp, ldy, &op);
+            r += n;
+            continue;
+        }
         for (int64_t g = 0; g < groups; g++) {
             float *cg = yp + g * cout_g;
             eng_gemm_serial(false, false, n, cout_g, kg, 1.0f, a + g * kg, pl->ktot, c->w + g * kg * cout_g, cout_g,
@@ -529,6 +552,13 @@ static int conv_im2col(struct eng_ctx *ctx, const struct eng_conv *c, const stru
     int64_t mk = pl->m * pl->ktot;
     eng_parallel(ctx, mk < ((int64_t)1 << 15) ? 1 : ctx->nthreads, whole_im2col_part, &j);
     int rc = 0;
+    if (c->pw.p) {
+        struct eng_tensor a = eng_tensor_make("im2col", buf, 2, (int64_t[]){pl->m, pl->ktot});
+        struct eng_sgemm_ops op = {.bias = c->bias, .act = p->act, .act_param = p->act_param};
+        rc = eng_rows_gemm_packed(ctx, &a, &c->pw, &op, NULL, y);
+        eng_arena_rewind(&ctx->scratch, mark);
+        return rc;
+    }
     for (int64_t g = 0; g < groups && rc == 0; g++) {
         struct eng_tensor a = eng_tensor_make("im2col", buf + g * kg, 2, (int64_t[]){pl->m, kg});
         a.nb[0] = (size_t)pl->ktot * sizeof(float);
@@ -558,6 +588,10 @@ int eng_conv2d(struct eng_ctx *ctx, const struct eng_conv *conv, const struct en
         return 0;
     switch (pl.path) {
     case CONV_PATH_1X1:
+        if (conv->pw.p) {
+            struct eng_sgemm_ops op = {.bias = conv->bias, .act = p->act, .act_param = p->act_param};
+            return eng_rows_gemm_packed(ctx, x, &conv->pw, &op, NULL, y);
+        }
         return eng_rows_gemm(ctx, x, conv->w, p->cout, conv->bias, p->act, p->act_param, y);
     case CONV_PATH_DEPTHWISE: {
         struct dw_job j = {conv, x, y, &pl};
@@ -572,4 +606,27 @@ int eng_conv2d(struct eng_ctx *ctx, const struct eng_conv *conv, const struct en
         return conv_im2col(ctx, conv, &pl, x, y);
     }
     return 0;
+}
+
+int eng_conv2d_res(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x,
+                   const struct eng_tensor *res, enum eng_act act, float act_param, struct eng_tensor *y)
+{
+    const struct eng_conv_params *p = &conv->p;
+    struct conv_plan pl;
+    if (x->ndim == 4 && x->ne[3] == p->cin && conv->pw.p && p->act == ENG_ACT_NONE &&
+        conv_plan(conv, x->ne, ctx->nthreads, &pl) == 0 && pl.path == CONV_PATH_1X1) {
+        char ys[64], rs[64];
+        bool fits = y->ndim == 4 && res->ndim == 4;
+        for (int d = 0; fits && d < 4; d++)
+            fits = res->ne[d] == y->ne[d] && y->ne[d] == (d < 3 ? x->ne[d] : p->cout);
+        if (!fits)
+            return eng_error("conv '%s': output '%s' %s and residual '%s' %s do not fit input '%s'", conv->name,
+                             y->name, eng_shape_str(y, ys, sizeof ys), res->name, eng_shape_str(res, rs, sizeof rs),
+                             x->name);
+        struct eng_sgemm_ops op = {.bias = conv->bias, .act = act, .act_param = act_param};
+        return eng_rows_gemm_packed(ctx, x, &conv->pw, &op, res, y);
+    }
+    if (eng_conv2d(ctx, conv, x, y) < 0)
+        return -1;
+    return eng_add(ctx, act, act_param, y, res, y);
 }

@@ -33,6 +33,7 @@
 
 #include "engine/activation.h"
 #include "engine/ctx.h"
+#include "engine/sgemm.h"
 #include "engine/tensor.h"
 
 struct eng_conv_params {
@@ -59,6 +60,8 @@ struct eng_conv {
     float *bias; /* owned, cout floats, or NULL */
     float *wino; /* owned, or NULL: for a stride-1 3x3 layer, the weights Winograd-transformed
                   * [36][cin][cout] (engine/winograd.h), used when the map is large enough */
+    struct eng_packed_b pw; /* owned: w packed for engine/sgemm.h (one group, when
+                             * eng_sgemm_enabled()), used by the 1x1 and im2col paths; else empty */
 };
 
 /* Parameters of torch's Conv2d(cin, cout, k, stride, padding, dilation, groups): square kernel,
@@ -107,5 +110,12 @@ size_t eng_conv2d_scratch_bytes(const struct eng_conv *conv, const int64_t *x_ne
  * message: shapes that do not fit (naming both), or scratch too small (the arena's message).
  * Overwrites y only. */
 int eng_conv2d(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x, struct eng_tensor *y);
+
+/* y = act(conv(x) + bias + res), conv's own activation replaced by act: ResNet's last
+ * convolution of a block, its identity add and ReLU. res has y's shape (any strides) and must
+ * not overlap y. A 1x1 convolution with no activation of its own on the packed GEMM does it in
+ * the GEMM's store; otherwise eng_conv2d then eng_add. Returns 0, or -1 with a message. */
+int eng_conv2d_res(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x,
+                   const struct eng_tensor *res, enum eng_act act, float act_param, struct eng_tensor *y);
 
 #endif
