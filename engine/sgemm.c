@@ -28,6 +28,7 @@
 static pthread_once_t sg_once = PTHREAD_ONCE_INIT;
 static bool sg_on;
 static int sg_mc = MC_DEFAULT, sg_kc = KC_DEFAULT;
+static bool sg_pack_a; /* SALIENT_GEMM_PACK_A: pack A even without a prologue (tuning only) */
 static pthread_key_t sg_key; /* each thread's A buffer, freed when the thread exits */
 static bool sg_key_ok;
 
@@ -53,6 +54,7 @@ static void sg_init(void)
 #endif
     sg_mc = env_int("SALIENT_GEMM_MC", MC_DEFAULT, MR, MC_MAX, MR);
     sg_kc = env_int("SALIENT_GEMM_KC", KC_DEFAULT, 8, KC_MAX, 1);
+    sg_pack_a = getenv("SALIENT_GEMM_PACK_A") != NULL;
     sg_key_ok = pthread_key_create(&sg_key, free) == 0;
 }
 
@@ -134,13 +136,15 @@ static void pack_a(const float *a, int64_t lda, int64_t mc, int64_t kc, int64_t 
 
 enum { CLAMP_NONE, CLAMP_RELU, CLAMP_RELU6 };
 
-/* C[6 x 16] (+)= A panel x B panel over kc; on the last K block, + bias + residual, clamp.
- * first: C is not read (the product of this block is the whole sum so far). */
-__attribute__((target("avx2,fma"))) static void kernel_6x16(int64_t kc, const float *restrict a,
-                                                            const float *restrict b, float *c, int64_t ldc,
-                                                            bool first, bool last, const float *bias,
+/* C[6 x 16] (+)= A x B panel over kc; on the last K block, + bias + residual, clamp. A's row r
+ * element p is at a + r * ars + p * aks: a packed panel (ars 1, aks 6) or A itself (ars lda,
+ * aks 1). first: C is not read (the product of this block is the whole sum so far). */
+__attribute__((target("avx2,fma"))) static void kernel_6x16(int64_t kc, const float *restrict a, int64_t ars,
+                                                            int64_t aks, const float *restrict b, float *c,
+                                                            int64_t ldc, bool first, bool last, const float *bias,
                                                             const float *res, int64_t ldr, int clamp)
 {
+    const float *a0 = a, *a1 = a + ars, *a2 = a + 2 * ars, *a3 = a + 3 * ars, *a4 = a + 4 * ars, *a5 = a + 5 * ars;
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
     if (first) {
         c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
@@ -152,19 +156,20 @@ __attribute__((target("avx2,fma"))) static void kernel_6x16(int64_t kc, const fl
         c40 = _mm256_loadu_ps(c + 4 * ldc), c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
         c50 = _mm256_loadu_ps(c + 5 * ldc), c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
     }
-    for (int64_t p = 0; p < kc; p++, a += MR, b += NR) {
+    for (int64_t p = 0; p < kc; p++, b += NR) {
         __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), x;
-        x = _mm256_broadcast_ss(a);
+        int64_t o = p * aks;
+        x = _mm256_broadcast_ss(a0 + o);
         c00 = _mm256_fmadd_ps(x, b0, c00), c01 = _mm256_fmadd_ps(x, b1, c01);
-        x = _mm256_broadcast_ss(a + 1);
+        x = _mm256_broadcast_ss(a1 + o);
         c10 = _mm256_fmadd_ps(x, b0, c10), c11 = _mm256_fmadd_ps(x, b1, c11);
-        x = _mm256_broadcast_ss(a + 2);
+        x = _mm256_broadcast_ss(a2 + o);
         c20 = _mm256_fmadd_ps(x, b0, c20), c21 = _mm256_fmadd_ps(x, b1, c21);
-        x = _mm256_broadcast_ss(a + 3);
+        x = _mm256_broadcast_ss(a3 + o);
         c30 = _mm256_fmadd_ps(x, b0, c30), c31 = _mm256_fmadd_ps(x, b1, c31);
-        x = _mm256_broadcast_ss(a + 4);
+        x = _mm256_broadcast_ss(a4 + o);
         c40 = _mm256_fmadd_ps(x, b0, c40), c41 = _mm256_fmadd_ps(x, b1, c41);
-        x = _mm256_broadcast_ss(a + 5);
+        x = _mm256_broadcast_ss(a5 + o);
         c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51);
     }
     if (last) {
@@ -222,6 +227,7 @@ static void copy_block(float *dst, int64_t ldd, const float *src, int64_t lds, i
 
 struct sg_tile {
     int64_t kc;
+    int64_t ars, aks; /* A's row and k strides (packed panel or A itself) */
     bool first, last;
     int clamp;
     const struct eng_sgemm_ops *op;
@@ -237,9 +243,17 @@ static void tile(const struct sg_tile *t, const float *ap, const float *bp, floa
     if (!t->last)
         res = NULL;
     if (mr == MR && nr == NR) {
-        kernel_6x16(t->kc, ap, bp, c, ldc, t->first, t->last, bias, res, ldr, t->clamp);
+        kernel_6x16(t->kc, ap, t->ars, t->aks, bp, c, ldc, t->first, t->last, bias, res, ldr, t->clamp);
     } else {
         float tc[MR * NR], tr[MR * NR], tb[NR] = {0};
+        float arows[MR * KC_MAX] __attribute__((aligned(32)));
+        int64_t ars = t->ars;
+        if (t->aks == 1 && mr < MR) { /* direct A: rows past mr would be read past A's end */
+            for (int r = 0; r < MR; r++)
+                memcpy(arows + r * t->kc, ap + (r < mr ? r : 0) * t->ars, (size_t)t->kc * sizeof(float));
+            ap = arows;
+            ars = t->kc;
+        }
         if (!t->first)
             copy_block(tc, NR, c, ldc, mr, nr);
         if (res) {
@@ -250,7 +264,7 @@ static void tile(const struct sg_tile *t, const float *ap, const float *bp, floa
             memcpy(tb, bias, (size_t)nr * sizeof(float));
             bias = tb;
         }
-        kernel_6x16(t->kc, ap, bp, tc, NR, t->first, t->last, bias, res, NR, t->clamp);
+        kernel_6x16(t->kc, ap, ars, t->aks, bp, tc, NR, t->first, t->last, bias, res, NR, t->clamp);
         copy_block(c, ldc, tc, NR, mr, nr);
     }
     if (t->last && op && t->clamp == CLAMP_NONE && op->act != ENG_ACT_NONE)
@@ -288,7 +302,10 @@ void eng_sgemm_packed(int64_t m, const float *a, int64_t lda, const struct eng_p
         abuf = small;
     /* K in near-equal blocks of at most KC, so no block is a thin remainder. */
     int64_t nkb = (k + sg_kc - 1) / sg_kc, kcb = (k + nkb - 1) / nkb;
-    struct sg_tile t = {0, false, false, CLAMP_NONE, op};
+    /* Without a prologue the kernel reads A in place (6 row streams): packing would cost a pass
+     * over A per K block for little gain at the engine's N (64-512 columns). */
+    bool direct = !(op && (op->a_scale || op->a_shift || op->a_relu)) && !sg_pack_a;
+    struct sg_tile t = {0, direct ? lda : 1, direct ? 1 : MR, false, false, CLAMP_NONE, op};
     if (op && op->act == ENG_ACT_RELU)
         t.clamp = CLAMP_RELU;
     else if (op && op->act == ENG_ACT_RELU6)
@@ -301,14 +318,16 @@ void eng_sgemm_packed(int64_t m, const float *a, int64_t lda, const struct eng_p
             t.kc = k - k0 < kcb ? k - k0 : kcb;
             t.first = k0 == 0;
             t.last = k0 + t.kc == k;
-            pack_a(a + m0 * lda + k0, lda, mc, t.kc, k0, op, abuf);
+            if (!direct)
+                pack_a(a + m0 * lda + k0, lda, mc, t.kc, k0, op, abuf);
             for (int64_t j = c0; j < c1; j += NR) {
                 int nr = (int)(c1 - j < NR ? c1 - j : NR);
                 const float *bp = b->p + (j / NR) * k * NR + k0 * NR;
                 for (int64_t i = 0; i < mc; i += MR) {
                     int mr = (int)(mc - i < MR ? mc - i : MR);
                     int64_t row = m0 + i;
-                    tile(&t, abuf + i * t.kc, bp, c + row * ldc + j, ldc, j, res ? res + row * ldr + j : NULL, ldr,
+                    const float *ap = direct ? a + (m0 + i) * lda + k0 : abuf + i * t.kc;
+                    tile(&t, ap, bp, c + row * ldc + j, ldc, j, res ? res + row * ldr + j : NULL, ldr,
                          mr, nr);
                 }
             }
