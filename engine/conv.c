@@ -608,13 +608,19 @@ int eng_conv2d(struct eng_ctx *ctx, const struct eng_conv *conv, const struct en
     return 0;
 }
 
+/* Whether x goes through conv's 1x1 path on the packed GEMM (where prologues and residuals fuse). */
+static bool packed_1x1(const struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x)
+{
+    struct conv_plan pl;
+    return x->ndim == 4 && x->ne[3] == conv->p.cin && conv->pw.p &&
+           conv_plan(conv, x->ne, ctx->nthreads, &pl) == 0 && pl.path == CONV_PATH_1X1;
+}
+
 int eng_conv2d_res(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x,
                    const struct eng_tensor *res, enum eng_act act, float act_param, struct eng_tensor *y)
 {
     const struct eng_conv_params *p = &conv->p;
-    struct conv_plan pl;
-    if (x->ndim == 4 && x->ne[3] == p->cin && conv->pw.p && p->act == ENG_ACT_NONE &&
-        conv_plan(conv, x->ne, ctx->nthreads, &pl) == 0 && pl.path == CONV_PATH_1X1) {
+    if (p->act == ENG_ACT_NONE && packed_1x1(ctx, conv, x)) {
         char ys[64], rs[64];
         bool fits = y->ndim == 4 && res->ndim == 4;
         for (int d = 0; fits && d < 4; d++)
@@ -629,4 +635,25 @@ int eng_conv2d_res(struct eng_ctx *ctx, const struct eng_conv *conv, const struc
     if (eng_conv2d(ctx, conv, x, y) < 0)
         return -1;
     return eng_add(ctx, act, act_param, y, res, y);
+}
+
+int eng_conv2d_pre(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_affine *pre,
+                   const struct eng_tensor *x, struct eng_tensor *tmp, struct eng_tensor *y)
+{
+    const struct eng_conv_params *p = &conv->p;
+    if (pre->channels != p->cin)
+        return eng_error("conv '%s': its input affine has %lld channels, the convolution %d", conv->name,
+                         (long long)pre->channels, p->cin);
+    if ((pre->act == ENG_ACT_NONE || pre->act == ENG_ACT_RELU) && packed_1x1(ctx, conv, x)) {
+        char xs[64], ys[64];
+        if (y->ndim != 4 || y->ne[0] != x->ne[0] || y->ne[1] != x->ne[1] || y->ne[2] != x->ne[2])
+            return eng_error("conv '%s': output '%s' %s does not fit input '%s' %s", conv->name, y->name,
+                             eng_shape_str(y, ys, sizeof ys), x->name, eng_shape_str(x, xs, sizeof xs));
+        struct eng_sgemm_ops op = {.a_scale = pre->scale, .a_shift = pre->shift, .a_relu = pre->act == ENG_ACT_RELU,
+                                   .bias = conv->bias, .act = p->act, .act_param = p->act_param};
+        return eng_rows_gemm_packed(ctx, x, &conv->pw, &op, NULL, y);
+    }
+    if (eng_affine(ctx, pre, x, tmp) < 0)
+        return -1;
+    return eng_conv2d(ctx, conv, tmp, y);
 }

@@ -33,6 +33,7 @@
 
 #include "engine/activation.h"
 #include "engine/ctx.h"
+#include "engine/eltwise.h"
 #include "engine/sgemm.h"
 #include "engine/tensor.h"
 
@@ -117,5 +118,13 @@ int eng_conv2d(struct eng_ctx *ctx, const struct eng_conv *conv, const struct en
  * the GEMM's store; otherwise eng_conv2d then eng_add. Returns 0, or -1 with a message. */
 int eng_conv2d_res(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x,
                    const struct eng_tensor *res, enum eng_act act, float act_param, struct eng_tensor *y);
+
+/* y = conv(pre(x)): pre (an eng_affine over x's cin channels, activation none or ReLU) applied
+ * to the input first, DenseNet's norm1 + ReLU before each layer's 1x1 convolution. A 1x1
+ * convolution on the packed GEMM applies it while packing x's rows (no pass over x; tmp is not
+ * touched); otherwise eng_affine(x -> tmp) then eng_conv2d(tmp -> y), so tmp must have x's
+ * shape. Returns 0, or -1 with a message. */
+int eng_conv2d_pre(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_affine *pre,
+                   const struct eng_tensor *x, struct eng_tensor *tmp, struct eng_tensor *y);
 
 #endif

@@ -120,6 +120,13 @@ static void pack_a(const float *a, int64_t lda, int64_t mc, int64_t kc, int64_t 
                     d[p * MR] = s[p];
                 continue;
             }
+            if (sc && sh && relu) { /* DenseNet's norm1 + ReLU: the common case, without branches */
+                for (int64_t p = 0; p < kc; p++) {
+                    float v = s[p] * sc[p] + sh[p];
+                    d[p * MR] = v > 0.0f ? v : 0.0f;
+                }
+                continue;
+            }
             for (int64_t p = 0; p < kc; p++) {
                 float v = s[p];
                 if (sc)
