@@ -200,15 +200,29 @@ static int check_params(const char *name, const struct eng_conv_params *p)
     return 0;
 }
 
-/* (Re)pack w for engine/sgemm.h where that kernel runs: one group, not depthwise. */
-static int conv_repack(struct eng_conv *conv)
+/* Pack w for engine/sgemm.h where that kernel runs: one group, not depthwise. */
+static int conv_pack(struct eng_conv *conv)
 {
     const struct eng_conv_params *p = &conv->p;
-    eng_packed_b_free(&conv->pw);
     if (conv->depthwise || p->groups != 1 || !eng_sgemm_enabled())
         return 0;
     int64_t k = (int64_t)p->kh * p->kw * p->cin;
     return eng_pack_b(&conv->pw, conv->name, conv->w, p->cout, k, p->cout);
+}
+
+/* Pack the 36 Winograd matrices for engine/sgemm.h and drop the unpacked copy. */
+static int conv_pack_wino(struct eng_conv *conv)
+{
+    int64_t cin = conv->p.cin, cout = conv->p.cout;
+    conv->wino_pw = calloc(36, sizeof *conv->wino_pw);
+    if (!conv->wino_pw)
+        return eng_error("conv '%s': out of memory packing Winograd weights", conv->name);
+    for (int xi = 0; xi < 36; xi++)
+        if (eng_pack_b(&conv->wino_pw[xi], conv->name, conv->wino + xi * cin * cout, cout, cin, cout) < 0)
+            return -1;
+    free(conv->wino);
+    conv->wino = NULL;
+    return 0;
 }
 
 /* hwio selects the source layout: torch [cout, cin_g, kh, kw] or TF [kh, kw, cin_g, cout]. */
@@ -243,13 +257,13 @@ static int conv_init(struct eng_conv *conv, const char *name, const struct eng_c
         }
         memcpy(conv->bias, bias, (size_t)p->cout * sizeof(float));
     }
-    if (conv_repack(conv) < 0) {
+    if (conv_pack(conv) < 0) {
         eng_conv_free(conv);
         return -1;
     }
     if (!conv->depthwise && eng_winograd_eligible(p)) {
         conv->wino = eng_winograd_pack(conv->name, conv->w, p->cin, p->cout);
-        if (!conv->wino) {
+        if (!conv->wino || (eng_sgemm_enabled() && conv_pack_wino(conv) < 0)) {
             eng_conv_free(conv);
             return -1;
         }
@@ -275,6 +289,11 @@ void eng_conv_free(struct eng_conv *conv)
     free(conv->bias);
     free(conv->wino);
     eng_packed_b_free(&conv->pw);
+    if (conv->wino_pw)
+        for (int xi = 0; xi < 36; xi++)
+            eng_packed_b_free(&conv->wino_pw[xi]);
+    free(conv->wino_pw);
+    conv->wino_pw = NULL;
     conv->w = NULL;
     conv->bias = NULL;
     conv->wino = NULL;
@@ -309,9 +328,14 @@ int eng_conv_fold_bn(struct eng_conv *conv, const float *gamma, const float *bet
         if (conv->wino) /* linear in the weights: its column oc scales the same way */
             for (int64_t k = 0; k < 36 * (int64_t)p->cin; k++)
                 conv->wino[k * p->cout + oc] = (float)(conv->wino[k * p->cout + oc] * s);
+        if (conv->wino_pw)
+            for (int xi = 0; xi < 36; xi++)
+                eng_packed_b_scale_col(&conv->wino_pw[xi], oc, s);
+        if (conv->pw.p)
+            eng_packed_b_scale_col(&conv->pw, oc, s);
         conv->bias[oc] = (float)(((double)conv->bias[oc] - mean[oc]) * s + (beta ? beta[oc] : 0.0));
     }
-    return conv_repack(conv);
+    return 0;
 }
 
 static inline const float *pixel(const struct eng_tensor *t, int64_t b, int64_t y, int64_t x)

@@ -60,7 +60,10 @@ struct eng_conv {
     float *w;
     float *bias; /* owned, cout floats, or NULL */
     float *wino; /* owned, or NULL: for a stride-1 3x3 layer, the weights Winograd-transformed
-                  * [36][cin][cout] (engine/winograd.h), used when the map is large enough */
+                  * [36][cin][cout] (engine/winograd.h), used when the map is large enough;
+                  * NULL when wino_pw holds them instead */
+    struct eng_packed_b *wino_pw; /* owned, or NULL: the same 36 matrices packed for
+                                   * engine/sgemm.h (where it runs), wino then freed */
     struct eng_packed_b pw; /* owned: w packed for engine/sgemm.h (one group, when
                              * eng_sgemm_enabled()), used by the 1x1 and im2col paths; else empty */
 };

@@ -96,6 +96,13 @@ void eng_packed_b_free(struct eng_packed_b *pb)
     pb->k = pb->n = 0;
 }
 
+void eng_packed_b_scale_col(struct eng_packed_b *pb, int64_t col, double s)
+{
+    float *d = pb->p + (col / NR) * pb->k * NR + col % NR;
+    for (int64_t p = 0; p < pb->k; p++)
+        d[p * NR] = (float)(d[p * NR] * s);
+}
+
 #if SG_X86
 
 /* Rows [0, mc) x columns [0, kc) of A into MR-row panels: panel i holds A[i*MR + r][p] at

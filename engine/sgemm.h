@@ -66,6 +66,10 @@ int eng_pack_b(struct eng_packed_b *pb, const char *name, const float *b, int64_
 /* Releases pb's panels; pb is empty afterwards (freeing twice is harmless). */
 void eng_packed_b_free(struct eng_packed_b *pb);
 
+/* Multiply column col of the packed B by s (batch-norm folding after packing), rounding
+ * (float)(b * s) as an unpacked copy scaled the same way would. */
+void eng_packed_b_scale_col(struct eng_packed_b *pb, int64_t col, double s);
+
 /* Columns [c0, c1) of C = ops(A B) for rows [0, m), on the calling thread. a and c point at row
  * 0, column 0 (C's columns outside [c0, c1) are not touched); c0 must be a multiple of
  * ENG_SGEMM_NR and c1 <= b->n. op may be NULL (plain product). Requires eng_sgemm_enabled(). */
