@@ -173,18 +173,16 @@ __attribute__((target("avx2,fma"))) static void kernel_6x16(int64_t kc, const fl
     for (int64_t p = 0; p < kc; p++, b += NR) {
         __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), x;
         int64_t o = p * aks;
-        x = _mm256_broadcast_ss(a0 + o);
-        c00 = _mm256_fmadd_ps(x, b0, c00), c01 = _mm256_fmadd_ps(x, b1, c01);
-        x = _mm256_broadcast_ss(a1 + o);
-        c10 = _mm256_fmadd_ps(x, b0, c10), c11 = _mm256_fmadd_ps(x, b1, c11);
-        x = _mm256_broadcast_ss(a2 + o);
-        c20 = _mm256_fmadd_ps(x, b0, c20), c21 = _mm256_fmadd_ps(x, b1, c21);
-        x = _mm256_broadcast_ss(a3 + o);
-        c30 = _mm256_fmadd_ps(x, b0, c30), c31 = _mm256_fmadd_ps(x, b1, c31);
-        x = _mm256_broadcast_ss(a4 + o);
-        c40 = _mm256_fmadd_ps(x, b0, c40), c41 = _mm256_fmadd_ps(x, b1, c41);
-        x = _mm256_broadcast_ss(a5 + o);
-        c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51);
+/* One row of the 6x16 tile: broadcast A[r][p], two FMAs into the row's accumulators. */
+#define SG_ROW(ar, acc0, acc1)                                                                                    \
+    x = _mm256_broadcast_ss((ar) + o), acc0 = _mm256_fmadd_ps(x, b0, acc0), acc1 = _mm256_fmadd_ps(x, b1, acc1)
+        SG_ROW(a0, c00, c01);
+        SG_ROW(a1, c10, c11);
+        SG_ROW(a2, c20, c21);
+        SG_ROW(a3, c30, c31);
+        SG_ROW(a4, c40, c41);
+        SG_ROW(a5, c50, c51);
+#undef SG_ROW
     }
     if (last) {
         if (bias) {
