@@ -160,6 +160,11 @@ __attribute__((target("avx2,fma"))) static void kernel_6x16(int64_t kc, const fl
 {
     const float *a0 = a, *a1 = a + ars, *a2 = a + 2 * ars, *a3 = a + 3 * ars, *a4 = a + 4 * ars, *a5 = a + 5 * ars;
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    /* C's lines are fetched while the K loop runs, not when the stores reach them. */
+    for (int r = 0; r < MR; r++) {
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + r * ldc + 15), _MM_HINT_T0);
+    }
     if (first) {
         c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
     } else {
@@ -170,6 +175,7 @@ __attribute__((target("avx2,fma"))) static void kernel_6x16(int64_t kc, const fl
         c40 = _mm256_loadu_ps(c + 4 * ldc), c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
         c50 = _mm256_loadu_ps(c + 5 * ldc), c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
     }
+#pragma GCC unroll 4
     for (int64_t p = 0; p < kc; p++, b += NR) {
         __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), x;
         int64_t o = p * aks;
