@@ -17,9 +17,10 @@
 
 #define MR 6
 #define NR ENG_SGEMM_NR
-/* Blocking, measured with bench/bench_conv on ResNet-50's and DenseNet-121's layers (AMD EPYC:
- * 32 KiB L1d, 512 KiB L2 per core): a KC x 16 panel of B (16 KiB) stays in L1 while the MC x KC
- * block of A (144 KiB) streams from L2. The maxima bound the per-thread A buffer. */
+/* Blocking sized for AMD EPYC's 32 KiB L1d and 512 KiB L2 per core: a KC x 16 panel of B
+ * (16 KiB) stays in L1 while the MC x KC block of A (144 KiB) streams from L2. On the loaded
+ * test machine bench_conv --cpu could not tell KC 128/512, MC 72 or packing A from these
+ * (all within +-4%). The maxima bound the per-thread A buffer. */
 #define MC_DEFAULT 144
 #define KC_DEFAULT 256
 #define MC_MAX 288
