@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/arena.h"
+#include "engine/eltwise.h"
 #include "engine/error.h"
 #include "engine/gemm.h"
 #include "engine/linear.h"
@@ -199,6 +200,31 @@ static int check_params(const char *name, const struct eng_conv_params *p)
     return 0;
 }
 
+/* Pack w for engine/sgemm.h where that kernel runs: one group, not depthwise. */
+static int conv_pack(struct eng_conv *conv)
+{
+    const struct eng_conv_params *p = &conv->p;
+    if (conv->depthwise || p->groups != 1 || !eng_sgemm_enabled())
+        return 0;
+    int64_t k = (int64_t)p->kh * p->kw * p->cin;
+    return eng_pack_b(&conv->pw, conv->name, conv->w, p->cout, k, p->cout);
+}
+
+/* Pack the 36 Winograd matrices for engine/sgemm.h and drop the unpacked copy. */
+static int conv_pack_wino(struct eng_conv *conv)
+{
+    int64_t cin = conv->p.cin, cout = conv->p.cout;
+    conv->wino_pw = calloc(36, sizeof *conv->wino_pw);
+    if (!conv->wino_pw)
+        return eng_error("conv '%s': out of memory packing Winograd weights", conv->name);
+    for (int xi = 0; xi < 36; xi++)
+        if (eng_pack_b(&conv->wino_pw[xi], conv->name, conv->wino + xi * cin * cout, cout, cin, cout) < 0)
+            return -1;
+    free(conv->wino);
+    conv->wino = NULL;
+    return 0;
+}
+
 /* hwio selects the source layout: torch [cout, cin_g, kh, kw] or TF [kh, kw, cin_g, cout]. */
 static int conv_init(struct eng_conv *conv, const char *name, const struct eng_conv_params *p, const float *w,
                      const float *bias, bool hwio)
@@ -231,9 +257,13 @@ static int conv_init(struct eng_conv *conv, const char *name, const struct eng_c
         }
         memcpy(conv->bias, bias, (size_t)p->cout * sizeof(float));
     }
+    if (conv_pack(conv) < 0) {
+        eng_conv_free(conv);
+        return -1;
+    }
     if (!conv->depthwise && eng_winograd_eligible(p)) {
         conv->wino = eng_winograd_pack(conv->name, conv->w, p->cin, p->cout);
-        if (!conv->wino) {
+        if (!conv->wino || (eng_sgemm_enabled() && conv_pack_wino(conv) < 0)) {
             eng_conv_free(conv);
             return -1;
         }
@@ -258,6 +288,12 @@ void eng_conv_free(struct eng_conv *conv)
     free(conv->w);
     free(conv->bias);
     free(conv->wino);
+    eng_packed_b_free(&conv->pw);
+    if (conv->wino_pw)
+        for (int xi = 0; xi < 36; xi++)
+            eng_packed_b_free(&conv->wino_pw[xi]);
+    free(conv->wino_pw);
+    conv->wino_pw = NULL;
     conv->w = NULL;
     conv->bias = NULL;
     conv->wino = NULL;
@@ -292,6 +328,11 @@ int eng_conv_fold_bn(struct eng_conv *conv, const float *gamma, const float *bet
         if (conv->wino) /* linear in the weights: its column oc scales the same way */
             for (int64_t k = 0; k < 36 * (int64_t)p->cin; k++)
                 conv->wino[k * p->cout + oc] = (float)(conv->wino[k * p->cout + oc] * s);
+        if (conv->wino_pw)
+            for (int xi = 0; xi < 36; xi++)
+                eng_packed_b_scale_col(&conv->wino_pw[xi], oc, s);
+        if (conv->pw.p)
+            eng_packed_b_scale_col(&conv->pw, oc, s);
         conv->bias[oc] = (float)(((double)conv->bias[oc] - mean[oc]) * s + (beta ? beta[oc] : 0.0));
     }
     return 0;
@@ -467,6 +508,12 @@ static void gemm_tile(const struct eng_conv *c, const struct conv_plan *pl, cons
         if (n > r1 - r)
             n = r1 - r;
         const float *a = buf + (r - r0) * pl->ktot;
+        if (c->pw.p) {
+            struct eng_sgemm_ops op = {.bias = c->bias, .act = p->act, .act_param = p->act_param};
+            eng_sgemm_packed(n, a, pl->ktot, &c->pw, 0, p->cout, yp, ldy, &op);
+            r += n;
+            continue;
+        }
         for (int64_t g = 0; g < groups; g++) {
             float *cg = yp + g * cout_g;
             eng_gemm_serial(false, false, n, cout_g, kg, 1.0f, a + g * kg, pl->ktot, c->w + g * kg * cout_g, cout_g,
@@ -529,6 +576,13 @@ static int conv_im2col(struct eng_ctx *ctx, const struct eng_conv *c, const stru
     int64_t mk = pl->m * pl->ktot;
     eng_parallel(ctx, mk < ((int64_t)1 << 15) ? 1 : ctx->nthreads, whole_im2col_part, &j);
     int rc = 0;
+    if (c->pw.p) {
+        struct eng_tensor a = eng_tensor_make("im2col", buf, 2, (int64_t[]){pl->m, pl->ktot});
+        struct eng_sgemm_ops op = {.bias = c->bias, .act = p->act, .act_param = p->act_param};
+        rc = eng_rows_gemm_packed(ctx, &a, &c->pw, &op, NULL, y);
+        eng_arena_rewind(&ctx->scratch, mark);
+        return rc;
+    }
     for (int64_t g = 0; g < groups && rc == 0; g++) {
         struct eng_tensor a = eng_tensor_make("im2col", buf + g * kg, 2, (int64_t[]){pl->m, kg});
         a.nb[0] = (size_t)pl->ktot * sizeof(float);
@@ -558,6 +612,10 @@ int eng_conv2d(struct eng_ctx *ctx, const struct eng_conv *conv, const struct en
         return 0;
     switch (pl.path) {
     case CONV_PATH_1X1:
+        if (conv->pw.p) {
+            struct eng_sgemm_ops op = {.bias = conv->bias, .act = p->act, .act_param = p->act_param};
+            return eng_rows_gemm_packed(ctx, x, &conv->pw, &op, NULL, y);
+        }
         return eng_rows_gemm(ctx, x, conv->w, p->cout, conv->bias, p->act, p->act_param, y);
     case CONV_PATH_DEPTHWISE: {
         struct dw_job j = {conv, x, y, &pl};
@@ -572,4 +630,54 @@ int eng_conv2d(struct eng_ctx *ctx, const struct eng_conv *conv, const struct en
         return conv_im2col(ctx, conv, &pl, x, y);
     }
     return 0;
+}
+
+/* Whether x goes through conv's 1x1 path on the packed GEMM (where prologues and residuals fuse). */
+static bool packed_1x1(const struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x)
+{
+    struct conv_plan pl;
+    return x->ndim == 4 && x->ne[3] == conv->p.cin && conv->pw.p &&
+           conv_plan(conv, x->ne, ctx->nthreads, &pl) == 0 && pl.path == CONV_PATH_1X1;
+}
+
+int eng_conv2d_res(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x,
+                   const struct eng_tensor *res, enum eng_act act, float act_param, struct eng_tensor *y)
+{
+    const struct eng_conv_params *p = &conv->p;
+    if (p->act == ENG_ACT_NONE && packed_1x1(ctx, conv, x)) {
+        char ys[64], rs[64];
+        bool fits = y->ndim == 4 && res->ndim == 4;
+        for (int d = 0; fits && d < 4; d++)
+            fits = res->ne[d] == y->ne[d] && y->ne[d] == (d < 3 ? x->ne[d] : p->cout);
+        if (!fits)
+            return eng_error("conv '%s': output '%s' %s and residual '%s' %s do not fit input '%s'", conv->name,
+                             y->name, eng_shape_str(y, ys, sizeof ys), res->name, eng_shape_str(res, rs, sizeof rs),
+                             x->name);
+        struct eng_sgemm_ops op = {.bias = conv->bias, .act = act, .act_param = act_param};
+        return eng_rows_gemm_packed(ctx, x, &conv->pw, &op, res, y);
+    }
+    if (eng_conv2d(ctx, conv, x, y) < 0)
+        return -1;
+    return eng_add(ctx, act, act_param, y, res, y);
+}
+
+int eng_conv2d_pre(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_affine *pre,
+                   const struct eng_tensor *x, struct eng_tensor *tmp, struct eng_tensor *y)
+{
+    const struct eng_conv_params *p = &conv->p;
+    if (pre->channels != p->cin)
+        return eng_error("conv '%s': its input affine has %lld channels, the convolution %d", conv->name,
+                         (long long)pre->channels, p->cin);
+    if ((pre->act == ENG_ACT_NONE || pre->act == ENG_ACT_RELU) && packed_1x1(ctx, conv, x)) {
+        char xs[64], ys[64];
+        if (y->ndim != 4 || y->ne[0] != x->ne[0] || y->ne[1] != x->ne[1] || y->ne[2] != x->ne[2])
+            return eng_error("conv '%s': output '%s' %s does not fit input '%s' %s", conv->name, y->name,
+                             eng_shape_str(y, ys, sizeof ys), x->name, eng_shape_str(x, xs, sizeof xs));
+        struct eng_sgemm_ops op = {.a_scale = pre->scale, .a_shift = pre->shift, .a_relu = pre->act == ENG_ACT_RELU,
+                                   .bias = conv->bias, .act = p->act, .act_param = p->act_param};
+        return eng_rows_gemm_packed(ctx, x, &conv->pw, &op, NULL, y);
+    }
+    if (eng_affine(ctx, pre, x, tmp) < 0)
+        return -1;
+    return eng_conv2d(ctx, conv, tmp, y);
 }

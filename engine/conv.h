@@ -33,6 +33,8 @@
 
 #include "engine/activation.h"
 #include "engine/ctx.h"
+#include "engine/eltwise.h"
+#include "engine/sgemm.h"
 #include "engine/tensor.h"
 
 struct eng_conv_params {
@@ -58,7 +60,12 @@ struct eng_conv {
     float *w;
     float *bias; /* owned, cout floats, or NULL */
     float *wino; /* owned, or NULL: for a stride-1 3x3 layer, the weights Winograd-transformed
-                  * [36][cin][cout] (engine/winograd.h), used when the map is large enough */
+                  * [36][cin][cout] (engine/winograd.h), used when the map is large enough;
+                  * NULL when wino_pw holds them instead */
+    struct eng_packed_b *wino_pw; /* owned, or NULL: the same 36 matrices packed for
+                                   * engine/sgemm.h (where it runs), wino then freed */
+    struct eng_packed_b pw; /* owned: w packed for engine/sgemm.h (one group, when
+                             * eng_sgemm_enabled()), used by the 1x1 and im2col paths; else empty */
 };
 
 /* Parameters of torch's Conv2d(cin, cout, k, stride, padding, dilation, groups): square kernel,
@@ -107,5 +114,20 @@ size_t eng_conv2d_scratch_bytes(const struct eng_conv *conv, const int64_t *x_ne
  * message: shapes that do not fit (naming both), or scratch too small (the arena's message).
  * Overwrites y only. */
 int eng_conv2d(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x, struct eng_tensor *y);
+
+/* y = act(conv(x) + bias + res), conv's own activation replaced by act: ResNet's last
+ * convolution of a block, its identity add and ReLU. res has y's shape (any strides) and must
+ * not overlap y. A 1x1 convolution with no activation of its own on the packed GEMM does it in
+ * the GEMM's store; otherwise eng_conv2d then eng_add. Returns 0, or -1 with a message. */
+int eng_conv2d_res(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x,
+                   const struct eng_tensor *res, enum eng_act act, float act_param, struct eng_tensor *y);
+
+/* y = conv(pre(x)): pre (an eng_affine over x's cin channels, activation none or ReLU) applied
+ * to the input first, DenseNet's norm1 + ReLU before each layer's 1x1 convolution. A 1x1
+ * convolution on the packed GEMM applies it while packing x's rows (no pass over x; tmp is not
+ * touched); otherwise eng_affine(x -> tmp) then eng_conv2d(tmp -> y), so tmp must have x's
+ * shape. Returns 0, or -1 with a message. */
+int eng_conv2d_pre(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_affine *pre,
+                   const struct eng_tensor *x, struct eng_tensor *tmp, struct eng_tensor *y);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "engine/error.h"
 #include "engine/gemm.h"
+#include "engine/sgemm.h"
 
 /* Below this many multiply-adds a product runs on one thread: waking the others costs more. */
 #define LIN_MIN_PARALLEL_FLOPS ((int64_t)1 << 18)
@@ -85,6 +86,9 @@ struct rg_job {
     enum eng_act act;
     float param;
     bool split_n;
+    const struct eng_packed_b *pb;  /* packed B (engine/sgemm.h) instead of b, or NULL */
+    const struct eng_sgemm_ops *op; /* with pb: prologue and epilogue (its res is set per run) */
+    const struct eng_tensor *res;   /* with pb: residual rows added before act, or NULL */
 };
 
 /* Rows [r0, r1), columns [c0, c1) of y: GEMM then epilogue, run by run. */
@@ -97,6 +101,19 @@ static void rg_block(const struct rg_job *j, int64_t r0, int64_t r1, int64_t c0,
             n = xr.n;
         if (yr.n < n)
             n = yr.n;
+        if (j->pb) {
+            struct eng_sgemm_ops op = *j->op;
+            if (j->res) {
+                struct row_run rr = row_run(j->res, r);
+                if (rr.n < n)
+                    n = rr.n;
+                op.res = rr.p;
+                op.ldr = rr.ld;
+            }
+            eng_sgemm_packed(n, xr.p, xr.ld, j->pb, c0, c1, yr.p, yr.ld, &op);
+            r += n;
+            continue;
+        }
         float *c = yr.p + c0;
         eng_gemm_serial(false, false, n, c1 - c0, j->k, 1.0f, xr.p, xr.ld, j->b + c0, j->ldb, 0.0f, c, yr.ld);
         eng_bias_act_rows(c, n, c1 - c0, yr.ld, j->bias ? j->bias + c0 : NULL, j->act, j->param);
@@ -124,31 +141,56 @@ static void rg_part(void *arg, int ith, int nth)
         rg_block(j, r, r + tile < b1 ? r + tile : b1, 0, j->n);
 }
 
-int eng_rows_gemm(const struct eng_ctx *ctx, const struct eng_tensor *x, const float *b, int64_t ldb,
-                  const float *bias, enum eng_act act, float act_param, struct eng_tensor *y)
+/* Checks the shapes of j (x, y, k, n filled in) and runs it over ctx's threads. */
+static int rg_run(const struct eng_ctx *ctx, struct rg_job *j)
 {
     char xs[64], ys[64];
-    struct rg_job j = {x, y, b, bias, ldb, eng_tensor_nrows(x), y->ne[y->ndim - 1], x->ne[x->ndim - 1], act, act_param,
-                       false};
-    if (eng_tensor_nrows(y) != j.m)
-        return eng_error("row gemm: x '%s' %s has %lld rows but y '%s' %s has %lld", x->name,
-                         eng_shape_str(x, xs, sizeof xs), (long long)j.m, y->name, eng_shape_str(y, ys, sizeof ys),
-                         (long long)eng_tensor_nrows(y));
-    if (j.k < 1 || j.n < 1 || ldb < j.n)
+    const struct eng_tensor *x = j->x, *y = j->y;
+    j->m = eng_tensor_nrows(x);
+    j->n = y->ne[y->ndim - 1];
+    j->k = x->ne[x->ndim - 1];
+    if (eng_tensor_nrows(y) != j->m || (j->res && eng_tensor_nrows(j->res) != j->m))
+        return eng_error("row gemm: x '%s' %s has %lld rows but y '%s' %s has %lld%s", x->name,
+                         eng_shape_str(x, xs, sizeof xs), (long long)j->m, y->name, eng_shape_str(y, ys, sizeof ys),
+                         (long long)eng_tensor_nrows(y), j->res ? " (or the residual differs)" : "");
+    if (j->k < 1 || j->n < 1 || j->ldb < j->n)
         return eng_error("row gemm: x '%s' %s, y '%s' %s: empty rows or ldb %lld < %lld", x->name,
-                         eng_shape_str(x, xs, sizeof xs), y->name, eng_shape_str(y, ys, sizeof ys), (long long)ldb,
-                         (long long)j.n);
-    if (j.m == 0)
+                         eng_shape_str(x, xs, sizeof xs), y->name, eng_shape_str(y, ys, sizeof ys),
+                         (long long)j->ldb, (long long)j->n);
+    if (j->res && j->res->ne[j->res->ndim - 1] != j->n)
+        return eng_error("row gemm: residual '%s' has %lld columns, y '%s' %lld", j->res->name,
+                         (long long)j->res->ne[j->res->ndim - 1], y->name, (long long)j->n);
+    if (j->m == 0)
         return 0;
     int nth = ctx->nthreads;
     /* Split the columns when there are more of them than rows: each thread then packs and
      * streams only its share of B (the weights: megabytes in the late stages of a CNN or Swin's
      * MLPs at batch 1) instead of all of it, while the rows it re-reads are the smaller side. */
-    j.split_n = j.n > j.m && (j.n + 15) / 16 >= nth;
-    int64_t units = j.split_n ? (j.n + 15) / 16 : j.m;
-    int tasks = j.m * j.n * j.k < LIN_MIN_PARALLEL_FLOPS ? 1 : (int)(units < nth ? units : nth);
-    eng_parallel(ctx, tasks, rg_part, &j);
+    j->split_n = j->n > j->m && (j->n + 15) / 16 >= nth;
+    int64_t units = j->split_n ? (j->n + 15) / 16 : j->m;
+    int tasks = j->m * j->n * j->k < LIN_MIN_PARALLEL_FLOPS ? 1 : (int)(units < nth ? units : nth);
+    eng_parallel(ctx, tasks, rg_part, j);
     return 0;
+}
+
+int eng_rows_gemm(const struct eng_ctx *ctx, const struct eng_tensor *x, const float *b, int64_t ldb,
+                  const float *bias, enum eng_act act, float act_param, struct eng_tensor *y)
+{
+    struct rg_job j = {.x = x, .y = y, .b = b, .bias = bias, .ldb = ldb, .act = act, .param = act_param};
+    return rg_run(ctx, &j);
+}
+
+int eng_rows_gemm_packed(const struct eng_ctx *ctx, const struct eng_tensor *x, const struct eng_packed_b *pb,
+                         const struct eng_sgemm_ops *op, const struct eng_tensor *res, struct eng_tensor *y)
+{
+    char xs[64], ys[64];
+    if (x->ne[x->ndim - 1] != pb->k || y->ne[y->ndim - 1] != pb->n)
+        return eng_error("row gemm: x '%s' %s and y '%s' %s do not fit packed weights %lld x %lld", x->name,
+                         eng_shape_str(x, xs, sizeof xs), y->name, eng_shape_str(y, ys, sizeof ys),
+                         (long long)pb->k, (long long)pb->n);
+    struct eng_sgemm_ops none = {0};
+    struct rg_job j = {.x = x, .y = y, .ldb = pb->n, .pb = pb, .op = op ? op : &none, .res = res};
+    return rg_run(ctx, &j);
 }
 
 int eng_linear_init(struct eng_linear *l, const char *name, int64_t in, int64_t out, const float *w,

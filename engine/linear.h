@@ -25,6 +25,7 @@
 
 #include "engine/activation.h"
 #include "engine/ctx.h"
+#include "engine/sgemm.h"
 #include "engine/tensor.h"
 
 struct eng_linear {
@@ -57,6 +58,13 @@ int eng_linear(const struct eng_ctx *ctx, const struct eng_linear *l, const stru
  * bias (n floats) may be NULL. Returns 0, or -1 with a message naming x and y. */
 int eng_rows_gemm(const struct eng_ctx *ctx, const struct eng_tensor *x, const float *b, int64_t ldb,
                   const float *bias, enum eng_act act, float act_param, struct eng_tensor *y);
+
+/* The same with B packed at load (engine/sgemm.h, requires eng_sgemm_enabled()): y = op(x B),
+ * op's prologue applied to x and its bias and act to the product; res (a tensor with y's rows
+ * and columns, not overlapping y) or NULL is added before act (op->res is ignored). op may be
+ * NULL. Returns 0, or -1 with a message naming x and y. */
+int eng_rows_gemm_packed(const struct eng_ctx *ctx, const struct eng_tensor *x, const struct eng_packed_b *pb,
+                         const struct eng_sgemm_ops *op, const struct eng_tensor *res, struct eng_tensor *y);
 
 /* Rows r, r+1, ... of t (viewed as rows of its innermost dimension, r < rows) that are evenly
  * spaced: returns how many (>= 1), with *row the first and *ld their spacing in floats. For a

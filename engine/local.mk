@@ -9,6 +9,7 @@ engine_libengine_la_SOURCES = \
 	engine/ctx.c engine/ctx.h \
 	engine/pool.c engine/pool.h \
 	engine/gemm.c engine/gemm.h \
+	engine/sgemm.c engine/sgemm.h \
 	engine/activation.c engine/activation.h \
 	engine/conv.c engine/conv.h \
 	engine/winograd.c engine/winograd.h \

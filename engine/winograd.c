@@ -9,6 +9,7 @@
 #include "engine/arena.h"
 #include "engine/error.h"
 #include "engine/gemm.h"
+#include "engine/sgemm.h"
 
 #define WG_A 6   /* transform domain: 6x6 input patch per tile */
 #define WG_M 4   /* output tile: 4x4 */
@@ -75,7 +76,7 @@ float *eng_winograd_pack(const char *name, const float *w, int cin, int cout)
 bool eng_winograd_use(const struct eng_conv *conv, int64_t n, int64_t oh, int64_t ow)
 {
     (void)n;
-    if (!conv->wino)
+    if (!conv->wino && !conv->wino_pw)
         return false;
     /* Outputs computed per output wanted: a 7x7 map is 2x2 tiles, 64 computed for 49 (1.3);
      * a 2x2 map computes 16 for 4 (4.0), where 2.25 multiplies per 9 no longer pay for the
@@ -243,9 +244,14 @@ static void wg_input(const struct wg_job *j, int64_t tb, int64_t t0, int64_t t1,
 static void wg_gemms(const struct wg_job *j, const float *V, float *M, int64_t rows, int xi0, int xi1)
 {
     int64_t cin = j->c->p.cin, cout = j->c->p.cout, blk = j->pl.block;
-    for (int xi = xi0; xi < xi1; xi++)
-        eng_gemm_serial(false, false, rows, cout, cin, 1.0f, V + xi * blk * cin, cin,
-                        j->c->wino + (int64_t)xi * cin * cout, cout, 0.0f, M + xi * blk * cout, cout);
+    for (int xi = xi0; xi < xi1; xi++) {
+        if (j->c->wino_pw)
+            eng_sgemm_packed(rows, V + xi * blk * cin, cin, &j->c->wino_pw[xi], 0, cout, M + xi * blk * cout, cout,
+                             NULL);
+        else
+            eng_gemm_serial(false, false, rows, cout, cin, 1.0f, V + xi * blk * cin, cin,
+                            j->c->wino + (int64_t)xi * cin * cout, cout, 0.0f, M + xi * blk * cout, cout);
+    }
 }
 
 /* The 1-D output transform A^T: six vectors to four. */

@@ -48,7 +48,7 @@ bool eng_winograd_use(const struct eng_conv *conv, int64_t n, int64_t oh, int64_
 /* Scratch eng_winograd_conv2d borrows for an output of n x oh x ow on nthreads threads. */
 size_t eng_winograd_scratch_bytes(const struct eng_conv *conv, int64_t n, int64_t oh, int64_t ow, int nthreads);
 
-/* y = act(conv(x) + bias) with conv->wino; x [N,H,W,cin], y [N,oh,ow,cout] (either may be a
+/* y = act(conv(x) + bias) with conv->wino (or its packed wino_pw); x [N,H,W,cin], y [N,oh,ow,cout] (either may be a
  * strided view, innermost contiguous), pads as resolved by the caller. Returns 0, or -1 with a
  * message when the scratch is too small. Overwrites y only. */
 int eng_winograd_conv2d(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x,

@@ -2,8 +2,9 @@
  *
  * Each dense block owns one NHWC buffer as wide as the block's final channel count. The block's
  * input is written into its channel prefix (by the stem's max pool or the previous transition's
- * conv); layer l reads the prefix [0, c), applies norm1 + ReLU into a temporary (that norm follows
- * a concatenation, so it cannot be folded), runs conv1 (1x1, norm2 folded, ReLU fused) and lets
+ * conv); layer l reads the prefix [0, c) through norm1 + ReLU (that norm follows a concatenation,
+ * so it cannot be folded into a weight: eng_conv2d_pre applies it while the packed GEMM packs the
+ * prefix's rows, or into a temporary without it), runs conv1 (1x1, norm2 folded, ReLU fused) and lets
  * conv2 (3x3) write its growth_rate channels straight into the slice [c, c + growth). torch.cat
  * never happens.
  *
@@ -276,9 +277,9 @@ static int dn_bforward(const struct mdl_backbone *bb, struct eng_ctx *ctx, struc
             struct eng_tensor in = eng_tensor_slice(&buf, 3, 0, c);
             struct eng_tensor o = eng_tensor_slice(&buf, 3, c, d->growth);
             if (mdl_alloc(act, "norm1", 4, (int64_t[]){n, h, w, c}, &t) < 0 ||
-                eng_affine(ctx, &L->norm1.aff, &in, &t) < 0 ||
                 mdl_alloc(act, "conv1", 4, (int64_t[]){n, h, w, bott}, &u) < 0 ||
-                eng_conv2d(ctx, &L->conv1, &t, &u) < 0 || eng_conv2d(ctx, &L->conv2, &u, &o) < 0)
+                eng_conv2d_pre(ctx, &L->conv1, &L->norm1.aff, &in, &t, &u) < 0 ||
+                eng_conv2d(ctx, &L->conv2, &u, &o) < 0)
                 return -1;
             eng_arena_rewind(act, ml);
         }

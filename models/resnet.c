@@ -3,8 +3,8 @@
  * Block outputs alternate between two ping-pong buffers sized for the largest activation; a
  * block's temporaries (conv1/conv2 outputs, the downsample branch) sit above them and are
  * rewound after each block, so the arena holds two maps plus one block's worth of scratch.
- * The residual add and its ReLU are one pass (eng_add with ENG_ACT_RELU) in place on the
- * output of the block's last convolution.
+ * The residual add and its ReLU are fused into the block's last convolution (eng_conv2d_res:
+ * in the packed GEMM's store for a bottleneck's 1x1, else one eng_add pass after it).
  *
  * Manifest (family "resnet"):
  *   "arch": {"name": "resnet50", "block": "basic" | "bottleneck", "layers": [3, 4, 6, 3],
@@ -228,21 +228,24 @@ static int rn_block_forward(const struct rn_backbone *r, const struct rn_block *
     size_t mark = eng_arena_mark(act);
     struct eng_tensor t1, t2, id = *x;
     int rc = -1;
+    /* The identity first, so the block's last convolution can add it (and the ReLU) in its
+     * GEMM's store (eng_conv2d_res) instead of a separate pass over y. */
+    if (B->has_down && (mdl_alloc(act, "downsample", 4, (int64_t[]){n, oh, ow, B->cout}, &id) < 0 ||
+                        eng_conv2d(ctx, &B->down, x, &id) < 0))
+        goto out;
     if (r->bottleneck) {
         if (mdl_alloc(act, "conv1", 4, (int64_t[]){n, x->ne[1], x->ne[2], B->conv1.p.cout}, &t1) < 0 ||
             eng_conv2d(ctx, &B->conv1, x, &t1) < 0 ||
             mdl_alloc(act, "conv2", 4, (int64_t[]){n, oh, ow, B->conv2.p.cout}, &t2) < 0 ||
-            eng_conv2d(ctx, &B->conv2, &t1, &t2) < 0 || eng_conv2d(ctx, &B->conv3, &t2, y) < 0)
+            eng_conv2d(ctx, &B->conv2, &t1, &t2) < 0)
             goto out;
+        rc = eng_conv2d_res(ctx, &B->conv3, &t2, &id, ENG_ACT_RELU, 0.0f, y);
     } else {
         if (mdl_alloc(act, "conv1", 4, (int64_t[]){n, oh, ow, B->conv1.p.cout}, &t1) < 0 ||
-            eng_conv2d(ctx, &B->conv1, x, &t1) < 0 || eng_conv2d(ctx, &B->conv2, &t1, y) < 0)
+            eng_conv2d(ctx, &B->conv1, x, &t1) < 0)
             goto out;
+        rc = eng_conv2d_res(ctx, &B->conv2, &t1, &id, ENG_ACT_RELU, 0.0f, y);
     }
-    if (B->has_down && (mdl_alloc(act, "downsample", 4, (int64_t[]){n, oh, ow, B->cout}, &id) < 0 ||
-                        eng_conv2d(ctx, &B->down, x, &id) < 0))
-        goto out;
-    rc = eng_add(ctx, ENG_ACT_RELU, 0.0f, y, &id, y);
 out:
     eng_arena_rewind(act, mark);
     return rc;

@@ -1,8 +1,10 @@
-/* test_conv.c: eng_conv2d against PyTorch (fixtures/gen_conv.py) on every path, plus its error paths. */
+/* test_conv.c: eng_conv2d against PyTorch (fixtures/gen_conv.py) on every path, plus its error paths;
+ * the fused entry points (eng_conv2d_res, eng_conv2d_pre) against the unfused ops they replace. */
 #include "config.h"
 
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,6 +187,75 @@ static void small_conv(struct eng_conv *conv, struct eng_conv_params *p)
     ck_assert_int_eq(eng_conv_init_oihw(conv, "err.conv", p, w, NULL), 0);
 }
 
+static float *filled(int64_t count, unsigned seed)
+{
+    float *p = malloc((size_t)count * sizeof(float));
+    ck_assert_ptr_nonnull(p);
+    for (int64_t i = 0; i < count; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        p[i] = (float)((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
+    }
+    return p;
+}
+
+static double max_rel_diff(const float *a, const float *b, int64_t count)
+{
+    double worst = 0;
+    for (int64_t i = 0; i < count; i++) {
+        double d = fabs((double)a[i] - b[i]) / (1.0 + fabs((double)b[i]));
+        worst = d > worst ? d : worst;
+    }
+    return worst;
+}
+
+/* eng_conv2d_res == eng_conv2d + eng_add and eng_conv2d_pre == eng_affine + eng_conv2d, for a
+ * 1x1 convolution (fused in the packed GEMM where the CPU has it) and a 3x3 one (never fused),
+ * x a channel prefix of a wider buffer as in DenseNet. */
+START_TEST(fused_entry_points)
+{
+    int k = _i ? 3 : 1;
+    const int64_t n = 2, h = 5, w = 7, cin = 40, cwide = 48, cout = 37;
+    struct eng_conv_params p = eng_conv_torch((int)cin, (int)cout, k, 1, k / 2, 1, 1);
+    float *wt = filled(cout * cin * k * k, 1), *bias = filled(cout, 2), *xb = filled(n * h * w * cwide, 3);
+    float *rb = filled(n * h * w * cout, 4), *sc = filled(cin, 5), *sh = filled(cin, 6);
+    float *tb = filled(n * h * w * cin, 7), *yb = filled(n * h * w * cout, 8), *zb = filled(n * h * w * cout, 9);
+    struct eng_conv conv;
+    ck_assert_int_eq(eng_conv_init_oihw(&conv, "fused", &p, wt, bias), 0);
+    struct eng_ctx ctx;
+    ck_assert_int_eq(eng_ctx_init(&ctx, 2, eng_conv2d_scratch_bytes(&conv, (int64_t[]){n, h, w, cin}, 2)), 0);
+    struct eng_tensor xw = eng_tensor_make("x", xb, 4, (int64_t[]){n, h, w, cwide});
+    struct eng_tensor x = eng_tensor_slice(&xw, 3, 0, cin);
+    struct eng_tensor r = eng_tensor_make("res", rb, 4, (int64_t[]){n, h, w, cout});
+    struct eng_tensor t = eng_tensor_make("tmp", tb, 4, (int64_t[]){n, h, w, cin});
+    struct eng_tensor y = eng_tensor_make("y", yb, 4, (int64_t[]){n, h, w, cout});
+    struct eng_tensor z = eng_tensor_make("z", zb, 4, (int64_t[]){n, h, w, cout});
+    int64_t ny = n * h * w * cout;
+
+    ck_assert_int_eq(eng_conv2d_res(&ctx, &conv, &x, &r, ENG_ACT_RELU, 0.0f, &y), 0);
+    ck_assert_int_eq(eng_conv2d(&ctx, &conv, &x, &z), 0);
+    ck_assert_int_eq(eng_add(&ctx, ENG_ACT_RELU, 0.0f, &z, &r, &z), 0);
+    double e_res = max_rel_diff(yb, zb, ny);
+    ck_assert_msg(e_res < 1e-6, "%dx%d eng_conv2d_res differs from conv + add by %g", k, k, e_res);
+
+    struct eng_affine pre = {cin, sc, sh, ENG_ACT_RELU, 0.0f};
+    ck_assert_int_eq(eng_conv2d_pre(&ctx, &conv, &pre, &x, &t, &y), 0);
+    ck_assert_int_eq(eng_affine(&ctx, &pre, &x, &t), 0);
+    ck_assert_int_eq(eng_conv2d(&ctx, &conv, &t, &z), 0);
+    double e_pre = max_rel_diff(yb, zb, ny);
+    ck_assert_msg(e_pre < 1e-6, "%dx%d eng_conv2d_pre differs from affine + conv by %g", k, k, e_pre);
+    printf("fused %dx%d: conv+residual %.2e, affine+conv %.2e (largest relative difference)\n", k, k, e_res, e_pre);
+
+    pre.channels = cin - 1;
+    ck_assert_int_eq(eng_conv2d_pre(&ctx, &conv, &pre, &x, &t, &y), -1);
+    ck_assert_ptr_nonnull(strstr(eng_errmsg(), "affine has 39 channels"));
+    struct eng_tensor rbad = eng_tensor_make("res", rb, 4, (int64_t[]){n, h, w - 1, cout});
+    ck_assert_int_eq(eng_conv2d_res(&ctx, &conv, &x, &rbad, ENG_ACT_RELU, 0.0f, &y), -1);
+    eng_ctx_free(&ctx);
+    eng_conv_free(&conv);
+    free(wt), free(bias), free(xb), free(rb), free(sc), free(sh), free(tb), free(yb), free(zb);
+}
+END_TEST
+
 START_TEST(error_shapes)
 {
     struct eng_conv conv;
@@ -288,6 +359,7 @@ int main(void)
     TCase *tc = fx_begin(&fx, "conv");
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, conv_case, 0, fx_ncases(&fx));
+    tcase_add_loop_test(tc, fused_entry_points, 0, 2);
     tcase_add_test(tc, error_shapes);
     tcase_add_test(tc, error_geometry);
     tcase_add_test(tc, padding_helpers);

@@ -1,0 +1,366 @@
+/* sgemm.c: packed-weight GEMM, a 6x16 AVX2/FMA micro-kernel with bias, residual and ReLU fused in its store. */
+#include "engine/sgemm.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/error.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define SG_X86 1
+#else
+#define SG_X86 0
+#endif
+
+#define MR 6
+#define NR ENG_SGEMM_NR
+/* Blocking sized for AMD EPYC's 32 KiB L1d and 512 KiB L2 per core: a KC x 16 panel of B
+ * (16 KiB) stays in L1 while the MC x KC block of A (144 KiB) streams from L2. On the loaded
+ * test machine bench_conv --cpu could not tell KC 128/512, MC 72 or packing A from these
+ * (all within +-4%). The maxima bound the per-thread A buffer. */
+#define MC_DEFAULT 144
+#define KC_DEFAULT 256
+#define MC_MAX 288
+#define KC_MAX 512
+
+static pthread_once_t sg_once = PTHREAD_ONCE_INIT;
+static bool sg_on;
+static int sg_mc = MC_DEFAULT, sg_kc = KC_DEFAULT;
+static bool sg_pack_a; /* SALIENT_GEMM_PACK_A: pack A even without a prologue (tuning only) */
+static pthread_key_t sg_key; /* each thread's A buffer, freed when the thread exits */
+static bool sg_key_ok;
+
+static int env_int(const char *name, int def, int lo, int hi, int mult)
+{
+    const char *s = getenv(name);
+    if (!s || !*s)
+        return def;
+    int v = atoi(s);
+    if (v < lo)
+        v = lo;
+    if (v > hi)
+        v = hi;
+    return v / mult * mult;
+}
+
+static void sg_init(void)
+{
+#if SG_X86
+    __builtin_cpu_init();
+    const char *g = getenv("SALIENT_GEMM");
+    sg_on = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !(g && strcmp(g, "openblas") == 0);
+#endif
+    sg_mc = env_int("SALIENT_GEMM_MC", MC_DEFAULT, MR, MC_MAX, MR);
+    sg_kc = env_int("SALIENT_GEMM_KC", KC_DEFAULT, 8, KC_MAX, 1);
+    sg_pack_a = getenv("SALIENT_GEMM_PACK_A") != NULL;
+    sg_key_ok = pthread_key_create(&sg_key, free) == 0;
+}
+
+bool eng_sgemm_enabled(void)
+{
+    pthread_once(&sg_once, sg_init);
+    return sg_on;
+}
+
+int eng_pack_b(struct eng_packed_b *pb, const char *name, const float *b, int64_t ldb, int64_t k, int64_t n)
+{
+    memset(pb, 0, sizeof *pb);
+    if (k < 1 || n < 1 || ldb < n)
+        return eng_error("pack '%s': bad GEMM weights k=%lld n=%lld ldb=%lld", name ? name : "", (long long)k,
+                         (long long)n, (long long)ldb);
+    int64_t panels = (n + NR - 1) / NR;
+    size_t bytes = (size_t)(panels * k * NR) * sizeof(float);
+    pb->p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!pb->p)
+        return eng_error("pack '%s': out of memory for %lld x %lld packed weights", name ? name : "", (long long)k,
+                         (long long)n);
+    for (int64_t j = 0; j < panels; j++) {
+        float *d = pb->p + j * k * NR;
+        int64_t cols = n - j * NR < NR ? n - j * NR : NR;
+        for (int64_t p = 0; p < k; p++) {
+            memcpy(d + p * NR, b + p * ldb + j * NR, (size_t)cols * sizeof(float));
+            memset(d + p * NR + cols, 0, (size_t)(NR - cols) * sizeof(float));
+        }
+    }
+    pb->k = k;
+    pb->n = n;
+    return 0;
+}
+
+void eng_packed_b_free(struct eng_packed_b *pb)
+{
+    free(pb->p);
+    pb->p = NULL;
+    pb->k = pb->n = 0;
+}
+
+void eng_packed_b_scale_col(struct eng_packed_b *pb, int64_t col, double s)
+{
+    float *d = pb->p + (col / NR) * pb->k * NR + col % NR;
+    for (int64_t p = 0; p < pb->k; p++)
+        d[p * NR] = (float)(d[p * NR] * s);
+}
+
+#if SG_X86
+
+/* Rows [0, mc) x columns [0, kc) of A into MR-row panels: panel i holds A[i*MR + r][p] at
+ * [p * MR + r]; rows past mc are zero (their products are never stored). */
+static void pack_a(const float *a, int64_t lda, int64_t mc, int64_t kc, int64_t k0, const struct eng_sgemm_ops *op,
+                   float *restrict dst)
+{
+    const float *sc = op && op->a_scale ? op->a_scale + k0 : NULL;
+    const float *sh = op && op->a_shift ? op->a_shift + k0 : NULL;
+    bool relu = op && op->a_relu;
+    for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += MR * kc) {
+        for (int r = 0; r < MR; r++) {
+            float *restrict d = dst + r;
+            if (i0 + r >= mc) {
+                for (int64_t p = 0; p < kc; p++)
+                    d[p * MR] = 0.0f;
+                continue;
+            }
+            const float *restrict s = a + (i0 + r) * lda;
+            if (!sc && !sh && !relu) {
+                for (int64_t p = 0; p < kc; p++)
+                    d[p * MR] = s[p];
+                continue;
+            }
+            if (sc && sh && relu) { /* DenseNet's norm1 + ReLU: the common case, without branches */
+                for (int64_t p = 0; p < kc; p++) {
+                    float v = s[p] * sc[p] + sh[p];
+                    d[p * MR] = v > 0.0f ? v : 0.0f;
+                }
+                continue;
+            }
+            for (int64_t p = 0; p < kc; p++) {
+                float v = s[p];
+                if (sc)
+                    v *= sc[p];
+                if (sh)
+                    v += sh[p];
+                if (relu)
+                    v = v > 0.0f ? v : 0.0f;
+                d[p * MR] = v;
+            }
+        }
+    }
+}
+
+enum { CLAMP_NONE, CLAMP_RELU, CLAMP_RELU6 };
+
+/* C[6 x 16] (+)= A x B panel over kc; on the last K block, + bias + residual, clamp. A's row r
+ * element p is at a + r * ars + p * aks: a packed panel (ars 1, aks 6) or A itself (ars lda,
+ * aks 1). first: C is not read (the product of this block is the whole sum so far). */
+__attribute__((target("avx2,fma"))) static void kernel_6x16(int64_t kc, const float *restrict a, int64_t ars,
+                                                            int64_t aks, const float *restrict b, float *c,
+                                                            int64_t ldc, bool first, bool last, const float *bias,
+                                                            const float *res, int64_t ldr, int clamp)
+{
+    const float *a0 = a, *a1 = a + ars, *a2 = a + 2 * ars, *a3 = a + 3 * ars, *a4 = a + 4 * ars, *a5 = a + 5 * ars;
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    /* C's lines are fetched while the K loop runs, not when the stores reach them. */
+    for (int r = 0; r < MR; r++) {
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + r * ldc + 15), _MM_HINT_T0);
+    }
+    if (first) {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    } else {
+        c00 = _mm256_loadu_ps(c), c01 = _mm256_loadu_ps(c + 8);
+        c10 = _mm256_loadu_ps(c + ldc), c11 = _mm256_loadu_ps(c + ldc + 8);
+        c20 = _mm256_loadu_ps(c + 2 * ldc), c21 = _mm256_loadu_ps(c + 2 * ldc + 8);
+        c30 = _mm256_loadu_ps(c + 3 * ldc), c31 = _mm256_loadu_ps(c + 3 * ldc + 8);
+        c40 = _mm256_loadu_ps(c + 4 * ldc), c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
+        c50 = _mm256_loadu_ps(c + 5 * ldc), c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
+    }
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; p++, b += NR) {
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), x;
+        int64_t o = p * aks;
+/* One row of the 6x16 tile: broadcast A[r][p], two FMAs into the row's accumulators. */
+#define SG_ROW(ar, acc0, acc1)                                                                                    \
+    x = _mm256_broadcast_ss((ar) + o), acc0 = _mm256_fmadd_ps(x, b0, acc0), acc1 = _mm256_fmadd_ps(x, b1, acc1)
+        SG_ROW(a0, c00, c01);
+        SG_ROW(a1, c10, c11);
+        SG_ROW(a2, c20, c21);
+        SG_ROW(a3, c30, c31);
+        SG_ROW(a4, c40, c41);
+        SG_ROW(a5, c50, c51);
+#undef SG_ROW
+    }
+    if (last) {
+        if (bias) {
+            __m256 b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
+            c00 = _mm256_add_ps(c00, b0), c01 = _mm256_add_ps(c01, b1);
+            c10 = _mm256_add_ps(c10, b0), c11 = _mm256_add_ps(c11, b1);
+            c20 = _mm256_add_ps(c20, b0), c21 = _mm256_add_ps(c21, b1);
+            c30 = _mm256_add_ps(c30, b0), c31 = _mm256_add_ps(c31, b1);
+            c40 = _mm256_add_ps(c40, b0), c41 = _mm256_add_ps(c41, b1);
+            c50 = _mm256_add_ps(c50, b0), c51 = _mm256_add_ps(c51, b1);
+        }
+        if (res) {
+            c00 = _mm256_add_ps(c00, _mm256_loadu_ps(res)), c01 = _mm256_add_ps(c01, _mm256_loadu_ps(res + 8));
+            res += ldr;
+            c10 = _mm256_add_ps(c10, _mm256_loadu_ps(res)), c11 = _mm256_add_ps(c11, _mm256_loadu_ps(res + 8));
+            res += ldr;
+            c20 = _mm256_add_ps(c20, _mm256_loadu_ps(res)), c21 = _mm256_add_ps(c21, _mm256_loadu_ps(res + 8));
+            res += ldr;
+            c30 = _mm256_add_ps(c30, _mm256_loadu_ps(res)), c31 = _mm256_add_ps(c31, _mm256_loadu_ps(res + 8));
+            res += ldr;
+            c40 = _mm256_add_ps(c40, _mm256_loadu_ps(res)), c41 = _mm256_add_ps(c41, _mm256_loadu_ps(res + 8));
+            res += ldr;
+            c50 = _mm256_add_ps(c50, _mm256_loadu_ps(res)), c51 = _mm256_add_ps(c51, _mm256_loadu_ps(res + 8));
+        }
+        if (clamp != CLAMP_NONE) {
+            __m256 z = _mm256_setzero_ps();
+            c00 = _mm256_max_ps(c00, z), c01 = _mm256_max_ps(c01, z), c10 = _mm256_max_ps(c10, z);
+            c11 = _mm256_max_ps(c11, z), c20 = _mm256_max_ps(c20, z), c21 = _mm256_max_ps(c21, z);
+            c30 = _mm256_max_ps(c30, z), c31 = _mm256_max_ps(c31, z), c40 = _mm256_max_ps(c40, z);
+            c41 = _mm256_max_ps(c41, z), c50 = _mm256_max_ps(c50, z), c51 = _mm256_max_ps(c51, z);
+        }
+        if (clamp == CLAMP_RELU6) {
+            __m256 s = _mm256_set1_ps(6.0f);
+            c00 = _mm256_min_ps(c00, s), c01 = _mm256_min_ps(c01, s), c10 = _mm256_min_ps(c10, s);
+            c11 = _mm256_min_ps(c11, s), c20 = _mm256_min_ps(c20, s), c21 = _mm256_min_ps(c21, s);
+            c30 = _mm256_min_ps(c30, s), c31 = _mm256_min_ps(c31, s), c40 = _mm256_min_ps(c40, s);
+            c41 = _mm256_min_ps(c41, s), c50 = _mm256_min_ps(c50, s), c51 = _mm256_min_ps(c51, s);
+        }
+    }
+    _mm256_storeu_ps(c, c00), _mm256_storeu_ps(c + 8, c01);
+    _mm256_storeu_ps(c + ldc, c10), _mm256_storeu_ps(c + ldc + 8, c11);
+    _mm256_storeu_ps(c + 2 * ldc, c20), _mm256_storeu_ps(c + 2 * ldc + 8, c21);
+    _mm256_storeu_ps(c + 3 * ldc, c30), _mm256_storeu_ps(c + 3 * ldc + 8, c31);
+    _mm256_storeu_ps(c + 4 * ldc, c40), _mm256_storeu_ps(c + 4 * ldc + 8, c41);
+    _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+}
+
+/* Copy an mr x nr block between buffers with their own leading dimensions. */
+static void copy_block(float *dst, int64_t ldd, const float *src, int64_t lds, int mr, int nr)
+{
+    for (int r = 0; r < mr; r++)
+        memcpy(dst + r * ldd, src + r * lds, (size_t)nr * sizeof(float));
+}
+
+struct sg_tile {
+    int64_t kc;
+    int64_t ars, aks; /* A's row and k strides (packed panel or A itself) */
+    bool first, last;
+    int clamp;
+    const struct eng_sgemm_ops *op;
+};
+
+/* One mr x nr tile at C column j (absolute), its A panel ap and B panel bp. Full tiles go
+ * straight to C; edge tiles through a 6x16 buffer so the kernel never reads or writes past C. */
+static void tile(const struct sg_tile *t, const float *ap, const float *bp, float *c, int64_t ldc, int64_t j,
+                 const float *res, int64_t ldr, int mr, int nr)
+{
+    const struct eng_sgemm_ops *op = t->op;
+    const float *bias = t->last && op && op->bias ? op->bias + j : NULL;
+    if (!t->last)
+        res = NULL;
+    if (mr == MR && nr == NR) {
+        kernel_6x16(t->kc, ap, t->ars, t->aks, bp, c, ldc, t->first, t->last, bias, res, ldr, t->clamp);
+    } else {
+        float tc[MR * NR], tr[MR * NR], tb[NR] = {0};
+        float arows[MR * KC_MAX] __attribute__((aligned(32)));
+        int64_t ars = t->ars;
+        if (t->aks == 1 && mr < MR) { /* direct A: rows past mr would be read past A's end */
+            for (int r = 0; r < MR; r++)
+                memcpy(arows + r * t->kc, ap + (r < mr ? r : 0) * t->ars, (size_t)t->kc * sizeof(float));
+            ap = arows;
+            ars = t->kc;
+        }
+        if (!t->first)
+            copy_block(tc, NR, c, ldc, mr, nr);
+        if (res) {
+            copy_block(tr, NR, res, ldr, mr, nr);
+            res = tr;
+        }
+        if (bias) {
+            memcpy(tb, bias, (size_t)nr * sizeof(float));
+            bias = tb;
+        }
+        kernel_6x16(t->kc, ap, ars, t->aks, bp, tc, NR, t->first, t->last, bias, res, NR, t->clamp);
+        copy_block(c, ldc, tc, NR, mr, nr);
+    }
+    if (t->last && op && t->clamp == CLAMP_NONE && op->act != ENG_ACT_NONE)
+        eng_act_rows(op->act, op->act_param, c, mr, nr, ldc);
+}
+
+/* The calling thread's A buffer (MC_MAX x KC_MAX floats), allocated on its first call and
+ * freed when it exits; NULL if that failed (the caller then packs one MR panel at a time). */
+static float *thread_buffer(void)
+{
+    if (!sg_key_ok)
+        return NULL;
+    float *buf = pthread_getspecific(sg_key);
+    if (!buf) {
+        buf = aligned_alloc(64, (size_t)MC_MAX * KC_MAX * sizeof(float));
+        if (buf && pthread_setspecific(sg_key, buf) != 0) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    return buf;
+}
+
+void eng_sgemm_packed(int64_t m, const float *a, int64_t lda, const struct eng_packed_b *b, int64_t c0, int64_t c1,
+                      float *c, int64_t ldc, const struct eng_sgemm_ops *op)
+{
+    pthread_once(&sg_once, sg_init);
+    int64_t k = b->k;
+    if (m <= 0 || c1 <= c0)
+        return;
+    float small[MR * KC_MAX] __attribute__((aligned(64)));
+    float *abuf = thread_buffer();
+    int64_t mcb = abuf ? sg_mc : MR;
+    if (!abuf)
+        abuf = small;
+    /* K in near-equal blocks of at most KC, so no block is a thin remainder. */
+    int64_t nkb = (k + sg_kc - 1) / sg_kc, kcb = (k + nkb - 1) / nkb;
+    /* Without a prologue the kernel reads A in place (6 row streams): packing would cost a pass
+     * over A per K block for little gain at the engine's N (64-512 columns). */
+    bool direct = !(op && (op->a_scale || op->a_shift || op->a_relu)) && !sg_pack_a;
+    struct sg_tile t = {0, direct ? lda : 1, direct ? 1 : MR, false, false, CLAMP_NONE, op};
+    if (op && op->act == ENG_ACT_RELU)
+        t.clamp = CLAMP_RELU;
+    else if (op && op->act == ENG_ACT_RELU6)
+        t.clamp = CLAMP_RELU6;
+    const float *res = op ? op->res : NULL;
+    int64_t ldr = op ? op->ldr : 0;
+    for (int64_t m0 = 0; m0 < m; m0 += mcb) {
+        int64_t mc = m - m0 < mcb ? m - m0 : mcb;
+        for (int64_t k0 = 0; k0 < k; k0 += kcb) {
+            t.kc = k - k0 < kcb ? k - k0 : kcb;
+            t.first = k0 == 0;
+            t.last = k0 + t.kc == k;
+            if (!direct)
+                pack_a(a + m0 * lda + k0, lda, mc, t.kc, k0, op, abuf);
+            for (int64_t j = c0; j < c1; j += NR) {
+                int nr = (int)(c1 - j < NR ? c1 - j : NR);
+                const float *bp = b->p + (j / NR) * k * NR + k0 * NR;
+                for (int64_t i = 0; i < mc; i += MR) {
+                    int mr = (int)(mc - i < MR ? mc - i : MR);
+                    int64_t row = m0 + i;
+                    const float *ap = direct ? a + (m0 + i) * lda + k0 : abuf + i * t.kc;
+                    tile(&t, ap, bp, c + row * ldc + j, ldc, j, res ? res + row * ldr + j : NULL, ldr,
+                         mr, nr);
+                }
+            }
+        }
+    }
+}
+
+#else /* not x86: eng_sgemm_enabled() is false and this is never called */
+
+void eng_sgemm_packed(int64_t m, const float *a, int64_t lda, const struct eng_packed_b *b, int64_t c0, int64_t c1,
+                      float *c, int64_t ldc, const struct eng_sgemm_ops *op)
+{
+    (void)m, (void)a, (void)lda, (void)b, (void)c0, (void)c1, (void)c, (void)ldc, (void)op;
+    abort();
+}
+
+#endif
