@@ -152,10 +152,17 @@ class Server:
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
-    def kill(self):
+    def kill(self, grace=60):
+        """Stop salientd as an operator would: SIGTERM (it drains and frees everything, so a
+        sanitizer build checks it for leaks at exit), SIGKILL only if it is still running after
+        grace seconds."""
         if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.terminate()
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         if self in _live:
             _live.remove(self)
         if getattr(self, "_log", None):
