@@ -131,7 +131,9 @@ class Server:
     def __exit__(self, *exc):
         self.kill()
 
-    def start(self, timeout=120):
+    def start(self, timeout=None):
+        if timeout is None:  # a ThreadSanitizer build loads models 10-50x slower (scripts/test-sanitizers.sh)
+            timeout = float(os.environ.get("SALIENT_START_TIMEOUT", "120"))
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self._log)
         _live.append(self)

@@ -41,7 +41,7 @@ start() { # log file, extra flags... -> sets $port
   "$SALIENTD" --model-repo "$tmp/repo" --port 0 --host 127.0.0.1 --threads 1 "${@:2}" 2>"$1" &
   pids+=($!)
   port=
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 $((${SALIENT_START_TIMEOUT:-120} * 20))); do  # a hang guard, in 0.05 s steps
     port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$1")
     [ -n "$port" ] && return 0
     kill -0 "${pids[-1]}" 2>/dev/null || break

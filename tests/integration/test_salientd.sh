@@ -34,7 +34,7 @@ touch "$tmp/repo/README"
 "$SALIENTD" --model-repo "$tmp/repo" --port 0 --host 127.0.0.1 2>"$tmp/log" &
 pid=$!
 port=
-for _ in $(seq 1 600); do
+for _ in $(seq 1 $((${SALIENT_START_TIMEOUT:-120} * 20))); do  # a hang guard, in 0.05 s steps
   port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/log")
   [ -n "$port" ] && break
   sleep 0.05

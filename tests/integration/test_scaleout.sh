@@ -115,7 +115,7 @@ start() { # name, repo -> $port; pid in pids[name]
   pids+=($!)
   eval "pid_$1=$!"
   port=
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 $((${SALIENT_START_TIMEOUT:-120} * 20))); do  # a hang guard, in 0.05 s steps
     port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/$1.log")
     [ -n "$port" ] && { eval "port_$1=$port"; return 0; }
     sleep 0.05
