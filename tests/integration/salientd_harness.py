@@ -32,6 +32,7 @@ SALIENTD = os.environ.get("SALIENTD") or "server/salientd"
 DATA = os.path.join(SRCDIR, "tests", "data")
 
 _live = []
+_bad_exits = []  # salientds that did not exit 0 when kill() stopped them; Checks.finish fails on them
 
 
 def _kill_all():
@@ -73,6 +74,9 @@ class Checks:
         return self.check(name, want == got, "want %r, got %r" % (want, got))
 
     def finish(self):
+        for what in _bad_exits:
+            self.fail(what)
+        del _bad_exits[:]
         shutil.rmtree(self.tmp, ignore_errors=True)
         print("%d passed, %d failed (%.1f s)" % (self.passed, self.failed, time.monotonic() - self.t0), flush=True)
         return 1 if self.failed else 0
@@ -161,10 +165,14 @@ class Server:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(grace)
+                rc = self.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                rc = "none: still running %d s after SIGTERM, killed" % grace
+            if rc != 0:  # e.g. 1: LeakSanitizer found leaks at exit, or an ASan/UBSan error
+                _bad_exits.append("%s exits 0 on SIGTERM (status %s); its log ends:\n%s" % (
+                    os.path.basename(self.log_path), rc, "\n".join(self.log().splitlines()[-40:])))
         if self in _live:
             _live.remove(self)
         if getattr(self, "_log", None):
