@@ -62,6 +62,6 @@ make -C "$dir" --no-print-directory -s -j"$jobs" check TESTS="$(echo $tests)" ||
 if [ "$status" -ne 0 ]; then
   cat "$dir/test-suite.log" 2>/dev/null || true
 fi
-count() { sed -n "s/^# $1: *\([0-9]*\)/\1/p" "$dir/test-suite.log" 2>/dev/null | head -n 1; }
+count() { local n; n=$(sed -n "s/^# $1: *\([0-9]*\)/\1/p" "$dir/test-suite.log" 2>/dev/null | head -n 1); echo "${n:-0}"; }
 echo "$suite: $(count PASS) passed, $(( $(count FAIL) + $(count ERROR) + $(count XPASS) )) failed, $(count SKIP) skipped ($((SECONDS - start)) s)"
 exit "$status"

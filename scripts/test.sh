@@ -22,15 +22,15 @@ if [ "$status" -ne 0 ]; then
   cat build/test-suite.log 2>/dev/null || true
 fi
 # One count line per suite, from automake's test harness, and the total last.
-count() { sed -n "s/^# $2: *\([0-9]*\)/\1/p" "$1/test-suite.log" 2>/dev/null | head -n 1; }
+count() { local n; n=$(sed -n "s/^# $2: *\([0-9]*\)/\1/p" "$1/test-suite.log" 2>/dev/null | head -n 1); echo "${n:-0}"; }
 pass=0 failed=0 skip=0 lines=()
 tally() { # suite name, build dir, its exit status
   local p f s
   p=$(count "$2" PASS) s=$(count "$2" SKIP)
   f=$(( $(count "$2" FAIL) + $(count "$2" ERROR) + $(count "$2" XPASS) ))
   [ "$3" -eq 0 ] || [ "$f" -gt 0 ] || f=1 # it failed before any test did (a build error)
-  pass=$((pass + ${p:-0})) failed=$((failed + f)) skip=$((skip + ${s:-0}))
-  lines+=("$1: ${p:-0} passed, $f failed, ${s:-0} skipped")
+  pass=$((pass + p)) failed=$((failed + f)) skip=$((skip + s))
+  lines+=("$1: $p passed, $f failed, $s skipped")
 }
 tally "make check" build "$status"
 for suite in ${SALIENT_SANITIZERS-asan}; do
