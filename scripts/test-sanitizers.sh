@@ -54,6 +54,7 @@ if [ "$suite" = tsan ]; then
   # 40. The tests run one at a time so that two instrumented servers do not share the cores.
   export SALIENT_START_TIMEOUT=900
   jobs=1
+  export SALIENT_REQUEST_TIMEOUT=900 # a reload under load takes minutes (test_api.py)
 fi
 jobs=${jobs:-$(nproc)}
 status=0

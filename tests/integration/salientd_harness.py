@@ -191,10 +191,12 @@ class Server:
         self.kill()
         return rc
 
-    def connect(self, timeout=120):
+    def connect(self, timeout=None):
+        if timeout is None:  # a reload under load in a ThreadSanitizer build takes minutes
+            timeout = float(os.environ.get("SALIENT_REQUEST_TIMEOUT", "120"))
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
-    def request(self, method, path, body=None, headers=None, timeout=120, chunked=False):
+    def request(self, method, path, body=None, headers=None, timeout=None, chunked=False):
         """One request on a new connection. body: bytes, str, a JSON-able object (sent as
         application/json unless headers say otherwise) or, with chunked, an iterable of bytes."""
         headers = dict(headers or {})
