@@ -2,8 +2,9 @@
 # test.sh: the README's second command. Set up and build as serve.sh does, then run the whole
 # test suite (unit tests against PyTorch-made fixtures, then a real salientd on loopback), then
 # the same suite again under AddressSanitizer + UndefinedBehaviorSanitizer + LeakSanitizer
-# (scripts/test-sanitizers.sh asan, in build-asan/). SALIENT_SANITIZERS lists the sanitizer
-# suites to run after the normal one: "asan" unless set, e.g. "asan tsan", or "" for none.
+# (scripts/test-sanitizers.sh asan, in build-asan/) and the threaded tests under ThreadSanitizer
+# (tsan, in build-tsan/). SALIENT_SANITIZERS lists the sanitizer
+# suites to run after the normal one: "asan tsan" unless set, e.g. "asan", or "" for none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
@@ -33,7 +34,7 @@ tally() { # suite name, build dir, its exit status
   lines+=("$1: $p passed, $f failed, $s skipped")
 }
 tally "make check" build "$status"
-for suite in ${SALIENT_SANITIZERS-asan}; do
+for suite in ${SALIENT_SANITIZERS-asan tsan}; do
   echo "== $suite: scripts/test-sanitizers.sh $suite"
   s=0
   scripts/test-sanitizers.sh "$suite" || s=$?
