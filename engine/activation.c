@@ -50,7 +50,9 @@ static inline float act_one(enum eng_act act, float param, float v)
 }
 
 /* An AVX2 copy where the CPU has it (GELU's erf is a dozen operations a value; 8 lanes, not 4). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+/* Not under ThreadSanitizer: the ifunc resolver that picks the clone runs while the loader
+ * relocates the program, before TSan's runtime is up, and GCC instruments it anyway (crash). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("avx2", "default")))
 #endif
 void eng_act_rows(enum eng_act act, float param, float *x, int64_t rows, int64_t cols, int64_t ld)

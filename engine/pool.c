@@ -27,7 +27,7 @@ struct eng_pool {
     /* the current job: written by the caller before it publishes the job */
     void (*fn)(void *arg, int ith, int nth);
     void *arg;
-    int nparts;
+    _Atomic int nparts;       /* atomic: a worker done with its part reads it while the caller sets the next job's */
     uint32_t last;            /* the caller's job counter */
     _Atomic uint64_t claim;   /* (job << 32) | next unclaimed part */
     _Atomic int done;         /* parts of the current job finished */
@@ -62,12 +62,12 @@ static void pool_work(struct eng_pool *p, uint32_t j)
         if ((uint32_t)(c >> 32) != j)
             return;
         uint32_t idx = (uint32_t)c;
-        if (idx >= (uint32_t)p->nparts)
+        if (idx >= (uint32_t)atomic_load_explicit(&p->nparts, memory_order_relaxed))
             return; /* stale nparts can only make the exchange below fail */
         if (!atomic_compare_exchange_weak_explicit(&p->claim, &c, c + 1, memory_order_acq_rel,
                                                    memory_order_relaxed))
             continue;
-        p->fn(p->arg, (int)idx, p->nparts);
+        p->fn(p->arg, (int)idx, atomic_load_explicit(&p->nparts, memory_order_relaxed));
         atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
     }
 }
@@ -144,7 +144,7 @@ void eng_pool_run(struct eng_pool *p, int nparts, void (*fn)(void *arg, int ith,
     uint32_t j = ++p->last;
     p->fn = fn;
     p->arg = arg;
-    p->nparts = nparts;
+    atomic_store_explicit(&p->nparts, nparts, memory_order_relaxed);
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     atomic_store_explicit(&p->claim, (uint64_t)j << 32, memory_order_release);
     /* seq_cst store then load, against the worker's increment then load: either it sees the new

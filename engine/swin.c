@@ -211,7 +211,9 @@ static inline float sw_exp_neg(float x)
 
 /* Rows [0, t) of one head's scores: + relative position bias (+ -100 between regions of a
  * shifted map), then softmax, in one pass over each row while it is in L1. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+/* Not under ThreadSanitizer: the ifunc resolver that picks the clone runs while the loader
+ * relocates the program, before TSan's runtime is up, and GCC instruments it anyway (crash). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("avx2", "default"))) /* 8 lanes where the CPU has them */
 #endif
 static void sw_softmax_rows(float *sc, int64_t t, const float *bias, const int *reg, bool masked)

@@ -178,7 +178,9 @@ static inline void wg_load_part(wg_v8 *v, const float *p, int64_t cb)
         r[5] = 4.0f * d1 - 5.0f * d3 + d5;                                                                    \
     } while (0)
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+/* Not under ThreadSanitizer: the ifunc resolver that picks the clone runs while the loader
+ * relocates the program, before TSan's runtime is up, and GCC instruments it anyway (crash). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
 #define WG_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define WG_CLONES

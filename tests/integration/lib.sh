@@ -35,8 +35,9 @@ check() { # name, command...: passes when the command succeeds
 }
 finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
 
-# start_salientd LOG FLAGS...: start salientd on a port the kernel picks, wait (up to a minute)
-# for its "listening on" line; sets $port and $pid (also kept in pids). A server that dies or
+# start_salientd LOG FLAGS...: start salientd on a port the kernel picks, wait for its
+# "listening on" line (a hang guard of SALIENT_START_TIMEOUT seconds, 120 unless set: the
+# sanitizer builds start slowly); sets $port and $pid (also kept in pids). A server that dies or
 # never listens ends the test with its log.
 start_salientd() {
   local log=$1; shift
@@ -44,7 +45,7 @@ start_salientd() {
   pid=$!
   pids+=("$pid")
   port=
-  for _ in $(seq 1 1200); do
+  for _ in $(seq 1 $((${SALIENT_START_TIMEOUT:-120} * 20))); do  # 0.05 s steps
     port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$log")
     [ -n "$port" ] && return 0
     kill -0 "$pid" 2>/dev/null || break

@@ -33,6 +33,7 @@ SALIENTD = os.environ.get("SALIENTD") or "server/salientd"
 DATA = os.path.join(SRCDIR, "tests", "data")
 
 _live = []
+_bad_exits = []  # salientds that did not exit 0 when kill() stopped them; Checks.finish fails on them
 
 
 def _kill_all():
@@ -74,6 +75,9 @@ class Checks:
         return self.check(name, want == got, "want %r, got %r" % (want, got))
 
     def finish(self):
+        for what in _bad_exits:
+            self.fail(what)
+        del _bad_exits[:]
         shutil.rmtree(self.tmp, ignore_errors=True)
         print("%d passed, %d failed (%.1f s)" % (self.passed, self.failed, time.monotonic() - self.t0), flush=True)
         return 1 if self.failed else 0
@@ -132,7 +136,9 @@ class Server:
     def __exit__(self, *exc):
         self.kill()
 
-    def start(self, timeout=120):
+    def start(self, timeout=None):
+        if timeout is None:  # a ThreadSanitizer build loads models 10-50x slower (scripts/test-sanitizers.sh)
+            timeout = float(os.environ.get("SALIENT_START_TIMEOUT", "120"))
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self._log)
         _live.append(self)
@@ -153,10 +159,21 @@ class Server:
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
-    def kill(self):
+    def kill(self, grace=60):
+        """Stop salientd as an operator would: SIGTERM (it drains and frees everything, so a
+        sanitizer build checks it for leaks at exit), SIGKILL only if it is still running after
+        grace seconds."""
         if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.terminate()
+            try:
+                rc = self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                rc = "none: still running %d s after SIGTERM, killed" % grace
+            if rc != 0:  # e.g. 1: LeakSanitizer found leaks at exit, or an ASan/UBSan error
+                _bad_exits.append("%s exits 0 on SIGTERM (status %s); its log ends:\n%s" % (
+                    os.path.basename(self.log_path), rc, "\n".join(self.log().splitlines()[-40:])))
         if self in _live:
             _live.remove(self)
         if getattr(self, "_log", None):
@@ -175,10 +192,12 @@ class Server:
         self.kill()
         return rc
 
-    def connect(self, timeout=120):
+    def connect(self, timeout=None):
+        if timeout is None:  # a reload under load in a ThreadSanitizer build takes minutes
+            timeout = float(os.environ.get("SALIENT_REQUEST_TIMEOUT", "120"))
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
-    def request(self, method, path, body=None, headers=None, timeout=120, chunked=False):
+    def request(self, method, path, body=None, headers=None, timeout=None, chunked=False):
         """One request on a new connection. body: bytes, str, a JSON-able object (sent as
         application/json unless headers say otherwise) or, with chunked, an iterable of bytes."""
         headers = dict(headers or {})
