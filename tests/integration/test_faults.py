@@ -235,7 +235,12 @@ def idle_flood(t, s, png, ref, base_fds):
         soft = min(hard, want + 100) if hard != resource.RLIM_INFINITY else want + 100
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     n = min(want, soft - 100)
-    t.check("the test may open %d connections (RLIMIT_NOFILE %d/%d)" % (want, soft, hard), n == want)
+    # A machine whose hard limit is 1024 (some containers) leaves ~900: still over twenty times
+    # the cap, which is what this part is about; fewer than ten times would prove little.
+    if n < want:
+        print("# RLIMIT_NOFILE hard limit %d: %d idle connections instead of %d" % (hard, n, want))
+    t.check("the test may open %d idle connections, at least 10x --max-connections (RLIMIT_NOFILE %d/%d)"
+            % (n, soft, hard), n >= 10 * CAP)
     m0 = s.metrics()
     socks = []
     for _ in range(n):
@@ -276,7 +281,7 @@ def idle_flood(t, s, png, ref, base_fds):
     r = wait_until(retry, 12 * TIMEOUT, 0.25)
     t.check("a client retrying gets its answer once the idle ones time out (after %.1f s): 200, same scores"
             % (time.monotonic() - t0), r is not None and max_diff(ref, v1_scores(r)) <= TOL)
-    m = settle(t, s, "after 1000 idle connections", base_fds)
+    m = settle(t, s, "after %d idle connections" % len(socks), base_fds)
     refused = m.get("salient_connections_refused_total", 0) - m0.get("salient_connections_refused_total", 0)
     t.check("/metrics: %d connections refused at the cap (%d opened, %d kept)" % (refused, len(socks), kept),
             refused >= len(socks) - kept)
