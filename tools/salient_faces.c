@@ -17,9 +17,12 @@
 #include "models/faceapi.h"
 #include "models/model.h"
 #include "server/decode_image.h"
+#include "tools/cli.h"
 #include "server/faces.h"
 
 #define MAX_IMAGE_FILE ((size_t)1 << 30)
+
+const char *const cli_prog = "salient-faces";
 
 static const char usage_text[] =
     "usage: salient-faces --model DIR --image FILE [--image FILE ...] [options]   faces in each image\n"
@@ -67,47 +70,13 @@ struct options {
     int batch, threads, repeat;
 };
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("salient-faces: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
-
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("salient-faces: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\n(salient-faces --help for usage)\n", stderr);
-    va_end(ap);
-    exit(2);
-}
-
-static long long parse_int(const char *opt, const char *s, long long lo, long long hi)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        usage_error("%s wants an integer in %lld..%lld, not '%s'", opt, lo, hi, s);
-    return v;
-}
-
 static float parse_float(const char *opt, const char *s)
 {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
     if (errno || end == s || *end || !isfinite(v))
-        usage_error("%s wants a number, not '%s'", opt, s);
+        cli_usage_error("%s wants a number, not '%s'", opt, s);
     return (float)v;
 }
 
@@ -142,7 +111,7 @@ static void parse_options(int argc, char **argv, struct options *o)
     o->repeat = 1;
     o->images = calloc((size_t)argc + 1, sizeof *o->images);
     if (!o->images)
-        die("out of memory");
+        cli_die("out of memory");
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -153,35 +122,35 @@ static void parse_options(int argc, char **argv, struct options *o)
         case 'i': o->input = optarg; break;
         case OPT_DETECTOR:
             if (mdl_face_detector_parse(optarg, &o->fo.detector) < 0)
-                usage_error("%s", eng_errmsg());
+                cli_usage_error("%s", eng_errmsg());
             o->have_detector = true;
             break;
-        case OPT_INPUT_SIZE: o->fo.input_size = (int)parse_int("--input-size", optarg, 32, 4096); break;
+        case OPT_INPUT_SIZE: o->fo.input_size = (int)cli_parse_int("--input-size", optarg, 32, 4096); break;
         case OPT_SCORE: o->fo.score_threshold = parse_float("--score", optarg); break;
         case OPT_IOU: o->fo.iou_threshold = parse_float("--iou", optarg); break;
-        case OPT_MAX_FACES: o->fo.max_faces = (int)parse_int("--max-faces", optarg, 1, MDL_FACE_MAX_FACES); break;
+        case OPT_MAX_FACES: o->fo.max_faces = (int)cli_parse_int("--max-faces", optarg, 1, MDL_FACE_MAX_FACES); break;
         case OPT_TASKS: o->tasks = optarg; break;
         case OPT_TINY_LM: o->tiny_landmarks = true; break;
         case OPT_VERIFY: o->verify = true; break;
         case OPT_THRESHOLD: o->threshold = parse_float("--threshold", optarg); break;
         case OPT_NET: o->net = optarg; break;
         case OPT_ATTENTION: o->attention = true; break;
-        case OPT_REPEAT: o->repeat = (int)parse_int("--repeat", optarg, 1, 100000); break;
-        case 'b': o->batch = (int)parse_int("--batch", optarg, 1, 4096); break;
-        case 'j': o->threads = (int)parse_int("--threads", optarg, 1, 1024); break;
+        case OPT_REPEAT: o->repeat = (int)cli_parse_int("--repeat", optarg, 1, 100000); break;
+        case 'b': o->batch = (int)cli_parse_int("--batch", optarg, 1, 4096); break;
+        case 'j': o->threads = (int)cli_parse_int("--threads", optarg, 1, 1024); break;
         case 'h': fputs(usage_text, stdout); exit(0);
-        case ':': usage_error("%s needs a value", argv[optind - 1]);
-        default: usage_error("unknown option '%s'", argv[optind - 1]);
+        case ':': cli_usage_error("%s needs a value", argv[optind - 1]);
+        default: cli_usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind < argc)
-        usage_error("unexpected argument '%s'", argv[optind]);
+        cli_usage_error("unexpected argument '%s'", argv[optind]);
     if (!o->model)
-        usage_error("--model DIR is required");
+        cli_usage_error("--model DIR is required");
     if (o->net ? !o->input || o->nimages : !o->nimages || o->input)
-        usage_error("give --image FILE (one or more), or --net NAME with --input FILE");
+        cli_usage_error("give --image FILE (one or more), or --net NAME with --input FILE");
     if (o->verify && o->nimages != 2)
-        usage_error("--verify takes exactly two --image files");
+        cli_usage_error("--verify takes exactly two --image files");
 }
 
 /* ---- images ---- */
@@ -190,7 +159,7 @@ static uint8_t *read_file(const char *path, size_t *len)
 {
     FILE *fp = fopen(path, "rb");
     if (!fp)
-        die("cannot open %s: %s", path, strerror(errno));
+        cli_die("cannot open %s: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     uint8_t *buf = malloc(cap);
     while (buf) {
@@ -198,14 +167,14 @@ static uint8_t *read_file(const char *path, size_t *len)
         if (n < cap)
             break;
         if (cap > MAX_IMAGE_FILE)
-            die("%s is larger than %zu bytes", path, MAX_IMAGE_FILE);
+            cli_die("%s is larger than %zu bytes", path, MAX_IMAGE_FILE);
         uint8_t *b = realloc(buf, cap * 2);
         if (!b)
             free(buf);
         buf = b, cap *= 2;
     }
     if (!buf || ferror(fp))
-        die("cannot read %s", path);
+        cli_die("cannot read %s", path);
     fclose(fp);
     *len = n;
     return buf;
@@ -229,7 +198,7 @@ static long pnm_number(const uint8_t *b, size_t len, size_t *pos, const char *pa
     while (*pos < len && b[*pos] >= '0' && b[*pos] <= '9' && v < 1000000)
         v = v * 10 + (b[(*pos)++] - '0');
     if (*pos == start)
-        die("%s: not a valid PPM/PGM header", path);
+        cli_die("%s: not a valid PPM/PGM header", path);
     return v;
 }
 
@@ -240,15 +209,15 @@ static void decode_pnm(const uint8_t *b, size_t len, const char *path, struct sr
     long w = pnm_number(b, len, &pos, path), h = pnm_number(b, len, &pos, path), max = pnm_number(b, len, &pos, path);
     int ch = b[1] == '6' ? 3 : 1;
     if (max != 255 || w < 1 || h < 1 || pos >= len)
-        die("%s: only 8-bit (maxval 255) PPM/PGM files of at least 1x1 pixels", path);
+        cli_die("%s: only 8-bit (maxval 255) PPM/PGM files of at least 1x1 pixels", path);
     pos++; /* the single whitespace after maxval */
     size_t need = (size_t)w * (size_t)h * (size_t)ch;
     if (len - pos < need)
-        die("%s: %zu bytes of pixels, %ldx%ld needs %zu", path, len - pos, w, h, need);
+        cli_die("%s: %zu bytes of pixels, %ldx%ld needs %zu", path, len - pos, w, h, need);
     img->width = (int)w, img->height = (int)h, img->channels = ch, img->stride = (size_t)w * ch;
     img->data = malloc(need);
     if (!img->data)
-        die("out of memory for %s", path);
+        cli_die("out of memory for %s", path);
     memcpy(img->data, b + pos, need);
 }
 
@@ -262,7 +231,7 @@ static void load_image(const char *path, struct srv_image *img)
     } else {
         char err[256];
         if (srv_decode_image(b, len, 0, img, err, sizeof err) != SRV_DECODE_OK)
-            die("%s: %s", path, err);
+            cli_die("%s: %s", path, err);
     }
     free(b);
 }
@@ -273,7 +242,7 @@ static void write_json(const char *path, json_t *j)
 {
     int flags = JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9);
     if (path ? json_dump_file(j, path, flags) < 0 : json_dumpf(j, stdout, flags) < 0)
-        die("cannot write %s", path ? path : "stdout");
+        cli_die("cannot write %s", path ? path : "stdout");
     if (!path)
         fputc('\n', stdout);
 }
@@ -330,7 +299,7 @@ static const struct mdl_face_attention *attention_of(const struct mdl_model *m)
 {
     const struct mdl_face_attention *at = mdl_face_attention(m);
     if (!at)
-        die("this face model has no attention maps (its manifest has no \"attention\")");
+        cli_die("this face model has no attention maps (its manifest has no \"attention\")");
     return at;
 }
 
@@ -339,34 +308,34 @@ static json_t *run_net(const struct options *o, const struct mdl_model *m, struc
 {
     enum mdl_face_net net;
     if (mdl_face_net_parse(o->net, &net) < 0)
-        usage_error("%s", eng_errmsg());
+        cli_usage_error("%s", eng_errmsg());
     struct eng_st_file *f = eng_st_open(o->input);
     if (!f)
-        die("%s", eng_errmsg());
+        cli_die("%s", eng_errmsg());
     const struct eng_st_info *in = eng_st_find(f, "input");
     if (!in || in->ndim != 4 || in->shape[3] != 3 || in->shape[1] != in->shape[2])
-        die("%s: needs a tensor 'input' [N, side, side, 3]", o->input);
+        cli_die("%s: needs a tensor 'input' [N, side, side, 3]", o->input);
     int n = (int)in->shape[0], side = (int)in->shape[1];
     size_t nx = (size_t)n * side * side * 3;
     int64_t per = mdl_face_net_outputs(net, side);
     float *x = malloc(nx * sizeof(float)), *y = malloc((size_t)(n * per) * sizeof(float));
     size_t got;
     if (!x || !y)
-        die("out of memory");
+        cli_die("out of memory");
     if (eng_st_read_any(f, "input", x, nx, &got) < 0)
-        die("%s", eng_errmsg());
+        cli_die("%s", eng_errmsg());
     eng_st_close(f);
     const struct mdl_face_attention *at = o->attention ? attention_of(m) : NULL;
     struct mdl_face_maps *maps = at ? calloc((size_t)n, sizeof *maps) : NULL;
     float *mbuf = at ? calloc((size_t)n * (at->floats ? at->floats : 1), sizeof(float)) : NULL;
     if (at && (!maps || !mbuf))
-        die("out of memory");
+        cli_die("out of memory");
     for (int i = 0; at && i < n; i++)
         maps[i].buf = mbuf + (size_t)i * at->floats;
     for (int k = 0; k < o->repeat; k++) {
         double t0 = now_ms(), c0 = cpu_ms();
         if ((at ? mdl_face_net_run_maps(m, r, net, x, n, side, y, maps) : mdl_face_net_run(m, r, net, x, n, side, y)) < 0)
-            die("%s", eng_errmsg());
+            cli_die("%s", eng_errmsg());
         json_array_append_new(timing, json_real(now_ms() - t0));
         json_array_append_new(cpu, json_real(cpu_ms() - c0));
     }
@@ -393,9 +362,9 @@ int main(int argc, char **argv)
     int max_batch = o.batch ? o.batch : (o.verify ? 2 : 0);
     struct mdl_model *m = mdl_model_load(o.model, "faces", max_batch);
     if (!m)
-        die("%s", eng_errmsg());
+        cli_die("%s", eng_errmsg());
     if (!mdl_model_takes_images(m))
-        die("%s is not a face model (family %s)", o.model, m->family->name);
+        cli_die("%s is not a face model (family %s)", o.model, m->family->name);
     struct mdl_face_opts fo;
     mdl_face_opts_default(m, &fo);
     if (o.have_detector)
@@ -413,14 +382,14 @@ int main(int argc, char **argv)
     if (o.tasks && strcmp(o.tasks, "none") == 0)
         fo.tasks = 0;
     else if (o.tasks && mdl_face_tasks_parse(o.tasks, &fo.tasks) < 0)
-        usage_error("%s", eng_errmsg());
+        cli_usage_error("%s", eng_errmsg());
     fo.attention = o.attention && !o.verify && !o.net;
     if (mdl_face_opts_check(m, &fo) < 0)
-        usage_error("%s", eng_errmsg());
+        cli_usage_error("%s", eng_errmsg());
 
     struct mdl_runner r;
     if (mdl_runner_init(&r, m, o.threads) < 0)
-        die("%s", eng_errmsg());
+        cli_die("%s", eng_errmsg());
     json_t *timing = json_array(), *cpu = json_array(), *result;
     if (o.net) {
         result = run_net(&o, m, &r, timing, cpu);
@@ -434,7 +403,7 @@ int main(int argc, char **argv)
         size_t per_image = at ? (size_t)fo.max_faces * (at->floats ? at->floats : 1) : 0;
         float *mbuf = at ? calloc((size_t)o.nimages * per_image, sizeof(float)) : NULL;
         if (!imgs || !views || !opts || !out || !faces || (at && !mbuf))
-            die("out of memory");
+            cli_die("out of memory");
         for (int i = 0; i < o.nimages; i++) {
             load_image(o.images[i], &imgs[i]);
             views[i] = (struct mdl_image){imgs[i].width, imgs[i].height, imgs[i].channels, imgs[i].data, imgs[i].stride};
@@ -445,7 +414,7 @@ int main(int argc, char **argv)
             for (int k = 0; k < o.repeat; k++) {
                 double t0 = now_ms(), c0 = cpu_ms();
                 if (mdl_face_verify(m, &r, &views[0], &views[1], &fo, o.threshold, &v) < 0)
-                    die("%s", eng_errmsg());
+                    cli_die("%s", eng_errmsg());
                 json_array_append_new(timing, json_real(now_ms() - t0));
                 json_array_append_new(cpu, json_real(cpu_ms() - c0));
             }
@@ -465,7 +434,7 @@ int main(int argc, char **argv)
                     for (int i = s; i < s + n; i++)
                         out[i] = (struct mdl_faces){NULL, 0, 0, at ? mbuf + (size_t)i * per_image : NULL};
                     if (mdl_model_run_images(m, &r, views + s, opts + s, n, out + s) < 0)
-                        die("%s", eng_errmsg());
+                        cli_die("%s", eng_errmsg());
                     for (int i = s; i < s + n; i++) {
                         struct mdl_face *mine = faces + (size_t)i * fo.max_faces;
                         memcpy(mine, out[i].faces, (size_t)out[i].n * sizeof *mine);
@@ -497,7 +466,7 @@ int main(int argc, char **argv)
         free(imgs), free(views), free(opts), free(out), free(faces), free(mbuf);
     }
     if (!result)
-        die("out of memory for the JSON answer");
+        cli_die("out of memory for the JSON answer");
     json_object_set_new(result, "timing_ms", timing);
     json_object_set_new(result, "cpu_ms", cpu);
     write_json(o.output, result);

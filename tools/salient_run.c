@@ -18,6 +18,7 @@
 #include "models/attention.h"
 #include "models/preprocess.h"
 #include "server/decode_image.h"
+#include "tools/cli.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "salient-run writes safetensors (little-endian) by copying floats; add byte swapping for this host"
@@ -26,6 +27,8 @@
 #define MAX_IMAGES 100000
 #define DEFAULT_MAX_BATCH_CAP 64       /* default max_batch: the number of images, at most this */
 #define MAX_IMAGE_FILE ((size_t)1 << 30) /* an image file larger than 1 GiB is refused unread */
+
+const char *const cli_prog = "salient-run";
 
 static const char usage_text[] =
     "usage: salient-run --model DIR [--name NAME] (--input IN.safetensors | --image FILE [--image FILE ...])\n"
@@ -82,46 +85,12 @@ struct options {
     bool preprocess_only, quiet, attention;
 };
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("salient-run: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
-
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("salient-run: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\n(salient-run --help for usage)\n", stderr);
-    va_end(ap);
-    exit(2);
-}
-
 static void *xcalloc(size_t n, size_t size, const char *what)
 {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p)
-        die("out of memory for %s (%zu x %zu bytes)", what, n, size);
+        cli_die("out of memory for %s (%zu x %zu bytes)", what, n, size);
     return p;
-}
-
-static long long parse_count(const char *opt, const char *s, long long lo, long long hi)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        usage_error("%s wants an integer in %lld..%lld, not '%s'", opt, lo, hi, s);
-    return v;
 }
 
 static void parse_options(int argc, char **argv, struct options *o)
@@ -157,39 +126,39 @@ static void parse_options(int argc, char **argv, struct options *o)
         case 'i': o->input = optarg; break;
         case 'I':
             if (o->nimages >= MAX_IMAGES)
-                usage_error("more than %d images", MAX_IMAGES);
+                cli_usage_error("more than %d images", MAX_IMAGES);
             o->images[o->nimages++] = optarg;
             break;
         case 'o': o->output = optarg; break;
         case 't': o->taps = optarg; break;
-        case 'j': o->threads = (int)parse_count("--threads", optarg, 1, 1024); break;
-        case OPT_MAX_BATCH: o->max_batch = (int)parse_count("--max-batch", optarg, 1, 4096); break;
-        case 'b': o->batch = (int)parse_count("--batch", optarg, 1, 4096); break;
+        case 'j': o->threads = (int)cli_parse_int("--threads", optarg, 1, 1024); break;
+        case OPT_MAX_BATCH: o->max_batch = (int)cli_parse_int("--max-batch", optarg, 1, 4096); break;
+        case 'b': o->batch = (int)cli_parse_int("--batch", optarg, 1, 4096); break;
         case OPT_MAX_PIXELS:
-            o->max_pixels = (size_t)parse_count("--max-pixels", optarg, 1, (long long)1 << 40);
+            o->max_pixels = (size_t)cli_parse_int("--max-pixels", optarg, 1, (long long)1 << 40);
             break;
         case OPT_PREPROCESS_ONLY: o->preprocess_only = true; break;
         case OPT_ATTENTION: o->attention = true; break;
         case 'q': o->quiet = true; break;
         case 'h': fputs(usage_text, stdout); exit(0);
-        case ':': usage_error("%s needs a value", argv[optind - 1]);
-        default: usage_error("unknown option '%s'", argv[optind - 1]);
+        case ':': cli_usage_error("%s needs a value", argv[optind - 1]);
+        default: cli_usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind < argc)
-        usage_error("unexpected argument '%s'", argv[optind]);
+        cli_usage_error("unexpected argument '%s'", argv[optind]);
     if (!o->model_dir)
-        usage_error("--model DIR is required");
+        cli_usage_error("--model DIR is required");
     if (!o->output)
-        usage_error("--output FILE is required");
+        cli_usage_error("--output FILE is required");
     if (!o->input == !o->nimages)
-        usage_error("give either --input FILE or one or more --image FILE");
+        cli_usage_error("give either --input FILE or one or more --image FILE");
     if (o->preprocess_only && o->input)
-        usage_error("--preprocess-only works on --image files");
+        cli_usage_error("--preprocess-only works on --image files");
     if (o->preprocess_only && o->taps)
-        usage_error("--preprocess-only runs no network, so it has no --taps");
+        cli_usage_error("--preprocess-only runs no network, so it has no --taps");
     if (o->batch && o->max_batch && o->batch > o->max_batch)
-        usage_error("--batch %d is larger than --max-batch %d", o->batch, o->max_batch);
+        cli_usage_error("--batch %d is larger than --max-batch %d", o->batch, o->max_batch);
 }
 
 /* The model's name when --name is not given: DIR's last path component. */
@@ -230,7 +199,7 @@ static struct out_tensor *out_get(struct outputs *o, const char *name)
         int cap = o->cap ? 2 * o->cap : 8;
         struct out_tensor *t = realloc(o->t, (size_t)cap * sizeof *t);
         if (!t)
-            die("out of memory for the output list");
+            cli_die("out of memory for the output list");
         o->t = t, o->cap = cap;
     }
     struct out_tensor *t = &o->t[o->n++];
@@ -248,7 +217,7 @@ static float *out_grow(struct out_tensor *t, size_t more)
             cap *= 2;
         float *d = realloc(t->data, cap * sizeof(float));
         if (!d)
-            die("out of memory for output '%s' (%zu floats)", t->name, cap);
+            cli_die("out of memory for output '%s' (%zu floats)", t->name, cap);
         t->data = d, t->cap = cap;
     }
     float *dst = t->data + t->n;
@@ -272,7 +241,7 @@ static void write_safetensors(const char *path, const struct outputs *o, json_t 
 {
     json_t *hdr = json_object();
     if (!hdr)
-        die("out of memory for the output header");
+        cli_die("out of memory for the output header");
     json_object_set_new(hdr, "__metadata__", meta);
     size_t off = 0;
     for (int i = 0; i < o->n; i++) {
@@ -284,20 +253,20 @@ static void write_safetensors(const char *path, const struct outputs *o, json_t 
         json_t *e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", "F32", "shape", shape, "data_offsets",
                               (json_int_t)off, (json_int_t)(off + bytes));
         if (!e || json_object_set_new(hdr, t->name, e) < 0)
-            die("out of memory for the output header");
+            cli_die("out of memory for the output header");
         off += bytes;
     }
     char *text = json_dumps(hdr, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(hdr);
     if (!text)
-        die("out of memory for the output header");
+        cli_die("out of memory for the output header");
     size_t hlen = strlen(text), padded = (hlen + 7) / 8 * 8;
     char tmp[4096];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
-        die("output path too long");
+        cli_die("output path too long");
     FILE *fp = fopen(tmp, "wb");
     if (!fp)
-        die("cannot write %s: %s", tmp, strerror(errno));
+        cli_die("cannot write %s: %s", tmp, strerror(errno));
     uint8_t len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
@@ -311,11 +280,11 @@ static void write_safetensors(const char *path, const struct outputs *o, json_t 
         ok = false;
     if (!ok) {
         remove(tmp);
-        die("cannot write %s: %s", tmp, strerror(errno));
+        cli_die("cannot write %s: %s", tmp, strerror(errno));
     }
     if (rename(tmp, path) != 0) {
         remove(tmp);
-        die("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        cli_die("cannot rename %s to %s: %s", tmp, path, strerror(errno));
     }
 }
 
@@ -476,29 +445,29 @@ static void preprocess_images(const struct options *o, const struct mdl_preproce
     struct eng_ctx ctx;
     size_t have = 0;
     if (eng_ctx_init(&ctx, o->threads, 0) < 0)
-        die("%s", eng_errmsg());
+        cli_die("%s", eng_errmsg());
     size_t per = mdl_preprocess_floats(p);
     for (int i = 0; i < o->nimages; i++) {
         uint8_t *bytes;
         size_t len;
         char err[512];
         if (read_file(o->images[i], MAX_IMAGE_FILE, &bytes, &len, err, sizeof err) < 0)
-            die("%s", err);
+            cli_die("%s", err);
         struct srv_image img;
         enum srv_decode_status st = srv_decode_image(bytes, len, o->max_pixels, &img, err, sizeof err);
         free(bytes);
         if (st != SRV_DECODE_OK)
-            die("%s: %s", o->images[i], err);
+            cli_die("%s: %s", o->images[i], err);
         size_t need = mdl_preprocess_scratch_bytes(p, img.width, img.height);
         if (need > have) {
             eng_ctx_free(&ctx);
             if (eng_ctx_init(&ctx, o->threads, need) < 0)
-                die("%s", eng_errmsg());
+                cli_die("%s", eng_errmsg());
             have = need;
         }
         struct mdl_image view = {img.width, img.height, img.channels, img.data, img.stride};
         if (mdl_preprocess_run(&ctx, p, &view, nhwc + (size_t)i * per) < 0)
-            die("%s: %s", o->images[i], eng_errmsg());
+            cli_die("%s: %s", o->images[i], eng_errmsg());
         srv_image_free(&img);
     }
     eng_ctx_free(&ctx);
@@ -545,7 +514,7 @@ static json_t *make_metadata(const struct mdl_manifest *man)
                              man->demo ? "true" : "false", "labels", ltext ? ltext : "[]");
     free(ltext);
     if (!meta)
-        die("out of memory for metadata");
+        cli_die("out of memory for metadata");
     return meta;
 }
 
@@ -576,13 +545,13 @@ static int run_preprocess_only(const struct options *o, const char *name)
 {
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/manifest.json", o->model_dir) >= sizeof path)
-        die("model path too long");
+        cli_die("model path too long");
     struct mdl_manifest man;
     if (mdl_manifest_load(&man, path, name) < 0)
-        die("%s", eng_errmsg());
+        cli_die("%s", eng_errmsg());
     struct mdl_preprocess p;
     if (mdl_preprocess_parse(&p, json_object_get(man.json, "preprocess"), path) < 0)
-        die("%s", eng_errmsg());
+        cli_die("%s", eng_errmsg());
     size_t per = mdl_preprocess_floats(&p);
     float *nhwc = xcalloc((size_t)o->nimages * per, sizeof(float), "the preprocessed images");
     preprocess_images(o, &p, nhwc);
@@ -615,7 +584,7 @@ static void split_taps(const char *list, struct tap_list *t)
     for (char *s = t->copy, *tok; (tok = strtok(s, ",")); s = NULL)
         t->names[t->n++] = tok;
     if (t->n == 0)
-        usage_error("--taps lists no names");
+        cli_usage_error("--taps lists no names");
 }
 
 int main(int argc, char **argv)
@@ -641,39 +610,39 @@ int main(int argc, char **argv)
     if (o.input) {
         in_file = eng_st_open(o.input);
         if (!in_file)
-            die("%s", eng_errmsg());
+            cli_die("%s", eng_errmsg());
         in_info = eng_st_find(in_file, "input");
         if (!in_info)
-            die("%s: no tensor named 'input'", o.input);
+            cli_die("%s: no tensor named 'input'", o.input);
         if (in_info->ndim != 4)
-            die("%s: tensor 'input' has %d dimensions; expected 4 (N x C x H x W)", o.input, in_info->ndim);
+            cli_die("%s: tensor 'input' has %d dimensions; expected 4 (N x C x H x W)", o.input, in_info->ndim);
         n_total = in_info->shape[0];
         if (n_total < 1)
-            die("%s: tensor 'input' holds no images", o.input);
+            cli_die("%s: tensor 'input' holds no images", o.input);
     }
     int max_batch = o.max_batch;
     if (!max_batch)
         max_batch = n_total < DEFAULT_MAX_BATCH_CAP ? (int)n_total : DEFAULT_MAX_BATCH_CAP;
     int batch = o.batch ? o.batch : max_batch;
     if (batch > max_batch)
-        usage_error("--batch %d is larger than max-batch %d", batch, max_batch);
+        cli_usage_error("--batch %d is larger than max-batch %d", batch, max_batch);
 
     struct mdl_model *m = mdl_model_load(o.model_dir, name, max_batch);
     if (!m)
-        die("%s", eng_errmsg());
+        cli_die("%s", eng_errmsg());
     size_t per = (size_t)(m->in_h * m->in_w * m->in_c);
     float *nhwc = xcalloc((size_t)n_total * per, sizeof(float), "the input batch");
     struct outputs outs = {0};
     if (in_file) {
         const int64_t *s = in_info->shape;
         if (s[1] != m->in_c || s[2] != m->in_h || s[3] != m->in_w)
-            die("%s: tensor 'input' is [%lld,%lld,%lld,%lld]; model '%s' takes N x %lld x %lld x %lld (C x H x W)",
+            cli_die("%s: tensor 'input' is [%lld,%lld,%lld,%lld]; model '%s' takes N x %lld x %lld x %lld (C x H x W)",
                 o.input, (long long)s[0], (long long)s[1], (long long)s[2], (long long)s[3], name,
                 (long long)m->in_c, (long long)m->in_h, (long long)m->in_w);
         float *nchw = xcalloc((size_t)n_total * per, sizeof(float), "the input tensor");
         size_t got;
         if (eng_st_read_any(in_file, "input", nchw, (size_t)n_total * per, &got) < 0)
-            die("%s", eng_errmsg());
+            cli_die("%s", eng_errmsg());
         nchw_to_nhwc(nchw, nhwc, n_total, m->in_h, m->in_w, m->in_c);
         free(nchw);
         eng_st_close(in_file);
@@ -699,7 +668,7 @@ int main(int argc, char **argv)
                 char list[MDL_MAX_TAPS * 66] = "";
                 for (int k = 0; k < m->ntaps; k++)
                     snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", m->taps[k]);
-                usage_error("model '%s' has no tap '%s' (it offers: %s)", name, taps.want[i],
+                cli_usage_error("model '%s' has no tap '%s' (it offers: %s)", name, taps.want[i],
                             m->ntaps ? list : "none");
             }
         }
@@ -707,7 +676,7 @@ int main(int argc, char **argv)
 
     struct mdl_runner r;
     if (mdl_runner_init(&r, m, o.threads) < 0)
-        die("model '%s': %s", name, eng_errmsg());
+        cli_die("model '%s': %s", name, eng_errmsg());
     int nlabels = m->manifest.nlabels;
     struct out_tensor *logits = out_get(&outs, "logits");
     logits->ndim = 2, logits->shape[0] = n_total, logits->shape[1] = m->nout;
@@ -724,7 +693,7 @@ int main(int argc, char **argv)
     int *all_labels = NULL;
     if (o.attention) {
         if (m->attn.nlayers == 0 && m->attn.cam == MDL_CAM_NONE)
-            die("model '%s' has no attention maps (its manifest has no \"attention\" block)", name);
+            cli_die("model '%s' has no attention maps (its manifest has no \"attention\" block)", name);
         att = xcalloc((size_t)batch, sizeof *att, "attention state");
         att_buf = xcalloc((size_t)batch * (m->attn.floats ? m->attn.floats : 1), sizeof(float), "attention maps");
         all_labels = xcalloc((size_t)(nlabels ? nlabels : 1), sizeof(int), "labels");
@@ -747,11 +716,11 @@ int main(int argc, char **argv)
             .tap_user = &rt,
         };
         if (mdl_model_run(m, &r, nhwc + (size_t)start * per, n, &mo) < 0)
-            die("%s", eng_errmsg());
+            cli_die("%s", eng_errmsg());
         if (taps.error[0])
-            die("model '%s': %s", name, taps.error);
+            cli_die("model '%s': %s", name, taps.error);
         if (att && mdl_attn_finish_batch(m, &r, att, n) < 0)
-            die("model '%s': attention maps: %s", name, eng_errmsg());
+            cli_die("model '%s': attention maps: %s", name, eng_errmsg());
         for (int i = 0; att && i < n; i++)
             add_attention(&outs, m, &att[i]);
     }
@@ -770,13 +739,13 @@ int main(int argc, char **argv)
             char list[256 * 66] = "";
             for (int k = 0; k < taps.noffered; k++)
                 snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", taps.offered[k]);
-            die("model '%s' offered no tap '%s' (it offered: %s)", name, taps.want[i],
+            cli_die("model '%s' offered no tap '%s' (it offered: %s)", name, taps.want[i],
                 taps.noffered ? list : "none");
         }
     }
     for (int k = 0; k < outs.n; k++)
         if (strncmp(outs.t[k].name, "tap/", 4) == 0 && outs.t[k].shape[0] != n_total)
-            die("model '%s': tap '%s' came for %lld images, not %lld (offered more than once per pass?)", name,
+            cli_die("model '%s': tap '%s' came for %lld images, not %lld (offered more than once per pass?)", name,
                 outs.t[k].name + 4, (long long)outs.t[k].shape[0], (long long)n_total);
     if (taps.all && taps.noffered == 0)
         fprintf(stderr, "salient-run: warning: model '%s' offers no taps\n", name);
