@@ -114,6 +114,8 @@ int eng_conv_out_size(const struct eng_conv *conv, int64_t in_h, int64_t in_w, i
     return 0;
 }
 
+static void im2col_plan(const struct eng_conv *c, int nthreads, struct conv_plan *pl);
+
 static int conv_plan(const struct eng_conv *c, const int64_t *x_ne, int nthreads, struct conv_plan *pl)
 {
     const struct eng_conv_params *p = &c->p;
@@ -134,11 +136,25 @@ static int conv_plan(const struct eng_conv *c, const int64_t *x_ne, int nthreads
         pl->path = CONV_PATH_1X1;
         return 0;
     }
-    if (eng_winograd_use(c, pl->n, pl->oh, pl->ow)) {
-        pl->path = CONV_PATH_WINOGRAD;
-        pl->scratch = eng_winograd_scratch_bytes(c, pl->n, pl->oh, pl->ow, nthreads);
+    if (c->wino || c->wino_pw) {
+        /* The path may differ between batch sizes (eng_winograd_use): reserve for both, so the
+         * scratch measured at the largest batch covers each smaller one, whichever path it takes. */
+        size_t wg = eng_winograd_scratch_bytes(c, pl->n, pl->oh, pl->ow, nthreads);
+        im2col_plan(c, nthreads, pl);
+        if (wg > pl->scratch)
+            pl->scratch = wg;
+        if (eng_winograd_use(c, pl->n, pl->oh, pl->ow))
+            pl->path = CONV_PATH_WINOGRAD;
         return 0;
     }
+    im2col_plan(c, nthreads, pl);
+    return 0;
+}
+
+/* pl (geometry filled in) as an im2col + GEMM plan: tiles, tasks, scratch. */
+static void im2col_plan(const struct eng_conv *c, int nthreads, struct conv_plan *pl)
+{
+    const struct eng_conv_params *p = &c->p;
     pl->path = CONV_PATH_IM2COL;
     pl->ktot = (int64_t)p->kh * p->kw * p->cin;
     int nth = nthreads < 1 ? 1 : nthreads;
@@ -148,7 +164,7 @@ static int conv_plan(const struct eng_conv *c, const int64_t *x_ne, int nthreads
         pl->ntile = 1;
         pl->tasks = 1;
         pl->scratch = (size_t)(pl->m * pl->ktot) * sizeof(float) + ENG_ARENA_ALIGN;
-        return 0;
+        return;
     }
     int64_t tile = CONV_TILE_BYTES / (pl->ktot * (int64_t)sizeof(float));
     int64_t share = (pl->m + nth - 1) / nth;
@@ -175,7 +191,6 @@ static int conv_plan(const struct eng_conv *c, const int64_t *x_ne, int nthreads
     /* Each thread's buffer starts on its own cache line. */
     int64_t per = (cap * pl->ktot + 15) / 16 * 16;
     pl->scratch = (size_t)(per * pl->tasks) * sizeof(float) + ENG_ARENA_ALIGN;
-    return 0;
 }
 
 size_t eng_conv2d_scratch_bytes(const struct eng_conv *conv, const int64_t *x_ne, int nthreads)
@@ -624,8 +639,18 @@ int eng_conv2d(struct eng_ctx *ctx, const struct eng_conv *conv, const struct en
         eng_parallel(ctx, tasks, dw_part, &j);
         return 0;
     }
-    case CONV_PATH_WINOGRAD:
+    case CONV_PATH_WINOGRAD: {
+        /* Claim what im2col would need too (conv_plan), so a sizing run at the largest batch,
+         * which records the arena's peak, covers a smaller batch that takes im2col. */
+        size_t mark = eng_arena_mark(&ctx->scratch);
+        if (!eng_arena_alloc(&ctx->scratch, pl.scratch - ENG_ARENA_ALIGN)) {
+            char why[512]; /* the arena's message lives in the buffer eng_error is about to overwrite */
+            snprintf(why, sizeof why, "%s", eng_errmsg());
+            return eng_error("conv '%s': scratch: %s", conv->name, why);
+        }
+        eng_arena_rewind(&ctx->scratch, mark);
         return eng_winograd_conv2d(ctx, conv, x, y, pl.pt, pl.pl);
+    }
     case CONV_PATH_IM2COL:
         return conv_im2col(ctx, conv, &pl, x, y);
     }

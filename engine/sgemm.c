@@ -25,11 +25,19 @@
 #define KC_DEFAULT 256
 #define MC_MAX 288
 #define KC_MAX 512
+/* A is packed, prologue or not, for a call of at most PACK_ROWS rows and at least PACK_MIN_COLS
+ * columns: few rows re-read from six row streams for every panel ran 15-20% slower than one
+ * packed stream (bench_conv, 1 thread, ResNet-50's 49-row layer4 1x1 convolutions: 53-60 ->
+ * 56-75 GFLOP/s), while for narrow outputs the packing pass costs more than it saves (it is
+ * paid once per 16 columns of work: DenseNet's 49 x 1152 x 32 im2col fell from 60-74 to 40-53). */
+#define PACK_ROWS_DEFAULT 96
+#define PACK_MIN_COLS 256
 
 static pthread_once_t sg_once = PTHREAD_ONCE_INIT;
 static bool sg_on;
 static int sg_mc = MC_DEFAULT, sg_kc = KC_DEFAULT;
 static bool sg_pack_a; /* SALIENT_GEMM_PACK_A: pack A even without a prologue (tuning only) */
+static int sg_pack_rows = PACK_ROWS_DEFAULT; /* SALIENT_GEMM_PACK_ROWS (tuning only) */
 static pthread_key_t sg_key; /* each thread's A buffer, freed when the thread exits */
 static bool sg_key_ok;
 
@@ -56,6 +64,7 @@ static void sg_init(void)
     sg_mc = env_int("SALIENT_GEMM_MC", MC_DEFAULT, MR, MC_MAX, MR);
     sg_kc = env_int("SALIENT_GEMM_KC", KC_DEFAULT, 8, KC_MAX, 1);
     sg_pack_a = getenv("SALIENT_GEMM_PACK_A") != NULL;
+    sg_pack_rows = env_int("SALIENT_GEMM_PACK_ROWS", PACK_ROWS_DEFAULT, 0, 1 << 20, 1);
     sg_key_ok = pthread_key_create(&sg_key, free) == 0;
 }
 
@@ -322,8 +331,10 @@ void eng_sgemm_packed(int64_t m, const float *a, int64_t lda, const struct eng_p
     /* K in near-equal blocks of at most KC, so no block is a thin remainder. */
     int64_t nkb = (k + sg_kc - 1) / sg_kc, kcb = (k + nkb - 1) / nkb;
     /* Without a prologue the kernel reads A in place (6 row streams): packing would cost a pass
-     * over A per K block for little gain at the engine's N (64-512 columns). */
-    bool direct = !(op && (op->a_scale || op->a_shift || op->a_relu)) && !sg_pack_a;
+     * over A per K block for little gain at the engine's N (64-512 columns), except for short
+     * and wide calls (PACK_ROWS). */
+    bool direct = !(op && (op->a_scale || op->a_shift || op->a_relu)) && !sg_pack_a &&
+                  !(m <= sg_pack_rows && c1 - c0 >= PACK_MIN_COLS);
     struct sg_tile t = {0, direct ? lda : 1, direct ? 1 : MR, false, false, CLAMP_NONE, op};
     if (op && op->act == ENG_ACT_RELU)
         t.clamp = CLAMP_RELU;

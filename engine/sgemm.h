@@ -11,9 +11,10 @@
  * C[m x n] = A[m x k] (activations: NHWC rows, any lda) x B[k x n] (weights). B is packed at
  * load into 16-column panels (each k x 16 floats, zero beyond n), the layout the 6x16 AVX2/FMA
  * micro-kernel streams; OpenBLAS instead repacks B on every call, which cost 15% of ResNet-50.
- * A is read in place (six row streams, any lda) unless a prologue is asked for: then each block
- * of MC rows x KC columns is packed by the calling thread through the per-column affine + ReLU
- * (DenseNet's norm1, fused into the 1x1 convolution that follows it), into a per-thread buffer
+ * A is read in place (six row streams, any lda) unless a prologue is asked for or the call is
+ * short and wide (at most 96 rows, at least 256 columns: batch 1's 7x7 layers): then each block
+ * of MC rows x KC columns is packed by the calling thread (through the per-column affine + ReLU:
+ * DenseNet's norm1, fused into the 1x1 convolution that follows it) into a per-thread buffer
  * allocated on the thread's first call and freed when it exits. K is split into near-equal
  * blocks of at most KC so a block of a B panel (KC x 16) stays in L1 while A streams from L2.
  * The epilogue runs in the micro-kernel's store, while the 6x16 tile is in registers: bias
@@ -27,7 +28,8 @@
  *
  * SALIENT_GEMM=openblas in the environment (read once), or a CPU without AVX2+FMA, turns it
  * off: eng_sgemm_enabled() is then false and the callers keep OpenBLAS. SALIENT_GEMM_MC,
- * SALIENT_GEMM_KC and SALIENT_GEMM_PACK_A (pack A even without a prologue) are for tuning.
+ * SALIENT_GEMM_KC, SALIENT_GEMM_PACK_A (pack A even without a prologue) and SALIENT_GEMM_PACK_ROWS
+ * (the most rows of a call whose A is packed anyway, when it is at least 256 columns wide) are for tuning.
  */
 #ifndef SALIENT_ENGINE_SGEMM_H
 #define SALIENT_ENGINE_SGEMM_H

@@ -1,6 +1,7 @@
 /* winograd.c: F(4x4, 3x3) Winograd convolution: input/output transforms over NHWC channel vectors, 36 GEMMs per tile block. */
 #include "engine/winograd.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,16 +31,26 @@
 #define WG_SHARED_U_BYTES ((int64_t)1 << 20)
 #define WG_PRIVATE_BYTES ((int64_t)640 << 10)
 #define WG_PRIVATE_MIN_TILES 16
+/* Below either, im2col on the packed GEMM wins (eng_winograd_use). */
+#define WG_MIN_TILES 16
+#define WG_MIN_TILE_MACS ((int64_t)1 << 17)
 
-static int wg_disabled = -1;
+/* SALIENT_WINOGRAD, read once: "0" off, "1" wherever eligible and the tiles are not mostly
+ * waste (tests of the transforms on small maps), else the per-call choice of eng_winograd_use. */
+enum { WG_AUTO, WG_OFF, WG_ALWAYS };
+static pthread_once_t wg_once = PTHREAD_ONCE_INIT;
+static int wg_mode;
+
+static void wg_read_env(void)
+{
+    const char *e = getenv("SALIENT_WINOGRAD");
+    wg_mode = !e ? WG_AUTO : strcmp(e, "0") == 0 ? WG_OFF : strcmp(e, "1") == 0 ? WG_ALWAYS : WG_AUTO;
+}
 
 bool eng_winograd_eligible(const struct eng_conv_params *p)
 {
-    if (wg_disabled < 0) {
-        const char *e = getenv("SALIENT_WINOGRAD");
-        wg_disabled = e && strcmp(e, "0") == 0;
-    }
-    return !wg_disabled && p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->dil_h == 1 &&
+    pthread_once(&wg_once, wg_read_env);
+    return wg_mode != WG_OFF && p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->dil_h == 1 &&
            p->dil_w == 1 && p->groups == 1 && p->cin >= 8 && p->cout >= 8;
 }
 
@@ -82,7 +93,20 @@ bool eng_winograd_use(const struct eng_conv *conv, int64_t n, int64_t oh, int64_
      * a 2x2 map computes 16 for 4 (4.0), where 2.25 multiplies per 9 no longer pay for the
      * transforms. */
     int64_t th = (oh + WG_M - 1) / WG_M, tw = (ow + WG_M - 1) / WG_M;
-    return th * tw * WG_M * WG_M * 10 <= oh * ow * 16;
+    if (th * tw * WG_M * WG_M * 10 > oh * ow * 16)
+        return false;
+    if (!conv->pw.p || wg_mode == WG_ALWAYS)
+        return true;
+    /* Against im2col on the packed GEMM, the 36 transform-domain GEMMs need rows: with a few
+     * tiles (batch 1 at 7x7 is 4) each streams its whole cin x cout matrix for a handful of rows,
+     * and with narrow layers (DenseNet's 128 -> 32 at 14x14: 16 tiles) the transforms and the
+     * three phases' hand-offs cost more than the multiplies saved. bench_conv, 2 threads, batch 1,
+     * GFLOP/s (direct-equivalent) Winograd vs im2col: ResNet-50 512->512 at 7x7 37-84 vs 117-125,
+     * DenseNet 128->32 at 14x14 63-90 vs 125-132 and at 7x7 55-79 vs 88-104; still Winograd at
+     * 256->256 14x14 (16 tiles: 201-245 vs 42-170), 128->32 28x28 (49 tiles: 175 vs 128-140) and
+     * everywhere at batch 8. */
+    int64_t tiles = n * th * tw;
+    return tiles >= WG_MIN_TILES && tiles * conv->p.cin * conv->p.cout >= WG_MIN_TILE_MACS;
 }
 
 /* ---- plan ---- */

@@ -35,14 +35,19 @@
 
 /* 3x3, stride 1, dilation 1, one group, at least 8 channels in and out (below that the
  * transforms cost more than the multiplies saved). SALIENT_WINOGRAD=0 in the environment turns
- * it off (numerics comparisons, benchmarks). */
+ * it off (numerics comparisons, benchmarks); SALIENT_WINOGRAD=1 takes it wherever a map is not
+ * mostly tile waste, without eng_winograd_use's rows and channels test (tests of the transforms
+ * on small maps). Read once per process. */
 bool eng_winograd_eligible(const struct eng_conv_params *p);
 
 /* U = G g G^T from weights in eng_conv's packed layout w[((ky*3 + kx)*cin + ci)*cout + oc], as
  * [36][cin][cout]. Returns a malloc'd array the caller owns (free()), or NULL with a message. */
 float *eng_winograd_pack(const char *name, const float *w, int cin, int cout);
 
-/* Whether Winograd beats im2col for an n x oh x ow output (tiny maps waste most of each tile). */
+/* Whether Winograd beats im2col for an n x oh x ow output: tiny maps waste most of each tile,
+ * and against im2col on the packed GEMM (conv->pw) it also needs enough tiles and channels.
+ * The answer can change with n (im2col at batch 1, Winograd at 8): conv.c sizes its scratch
+ * for both paths so a batch measured at its largest size covers every smaller one. */
 bool eng_winograd_use(const struct eng_conv *conv, int64_t n, int64_t oh, int64_t ow);
 
 /* Scratch eng_winograd_conv2d borrows for an output of n x oh x ow on nthreads threads. */

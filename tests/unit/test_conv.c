@@ -11,6 +11,7 @@
 #include "engine/conv.h"
 #include "engine/ctx.h"
 #include "engine/error.h"
+#include "engine/winograd.h"
 #include "tests/unit/fixture.h"
 
 static struct fx fx;
@@ -256,6 +257,50 @@ START_TEST(fused_entry_points)
 }
 END_TEST
 
+/* A 3x3 layer whose path depends on the batch (engine/winograd.h: im2col for one image,
+ * Winograd for eight): scratch measured on a sizing run at the larger batch, as the model
+ * runners size it (the arena's peak), must cover the smaller one, and the two paths agree. */
+START_TEST(batch_dependent_path)
+{
+    /* DenseNet-121's denseblock3 3x3 (128 -> 32 at 14x14): its batch-1 im2col tile (192 rows of
+     * 1152) needs more scratch than its batch-8 Winograd blocks. */
+    const int64_t h = 14, w = 14, c = 128, co = 32, big = 8;
+    struct eng_conv_params p = eng_conv_torch((int)c, (int)co, 3, 1, 1, 1, 1);
+    p.act = ENG_ACT_RELU;
+    float *wt = filled(co * c * 9, 11), *bias = filled(co, 12), *img = filled(h * w * c, 13);
+    float *xb = malloc((size_t)(big * h * w * c) * sizeof(float));
+    float *yb = malloc((size_t)(big * h * w * co) * sizeof(float)), *y1 = malloc((size_t)(h * w * co) * sizeof(float));
+    ck_assert(xb && yb && y1);
+    for (int64_t i = 0; i < co * c * 9; i++)
+        wt[i] /= 34.0f; /* ~ 1 / sqrt(fan-in), as trained weights are */
+    for (int64_t b = 0; b < big; b++)
+        memcpy(xb + b * h * w * c, img, (size_t)(h * w * c) * sizeof(float));
+    struct eng_conv conv;
+    ck_assert_int_eq(eng_conv_init_oihw(&conv, "batch.path", &p, wt, bias), 0);
+    if (conv.pw.p && conv.wino_pw) /* the packed GEMM runs here: the choice is real */
+        ck_assert(!eng_winograd_use(&conv, 1, h, w) && eng_winograd_use(&conv, big, h, w));
+    else
+        printf("batch_dependent_path: no packed GEMM on this CPU; both batches take the same path\n");
+    struct eng_tensor xs = eng_tensor_make("x", xb, 4, (int64_t[]){big, h, w, c});
+    struct eng_tensor ys = eng_tensor_make("y", yb, 4, (int64_t[]){big, h, w, co});
+    struct eng_ctx probe, ctx;
+    ck_assert_int_eq(eng_ctx_init(&probe, 1, (size_t)64 << 20), 0);
+    ck_assert_msg(eng_conv2d(&probe, &conv, &xs, &ys) == 0, "%s", eng_errmsg());
+    ck_assert_int_eq(eng_ctx_init(&ctx, 1, probe.scratch.peak), 0);
+    struct eng_tensor x1 = eng_tensor_make("x", xb, 4, (int64_t[]){1, h, w, c});
+    struct eng_tensor yt = eng_tensor_make("y", y1, 4, (int64_t[]){1, h, w, co});
+    ck_assert_msg(eng_conv2d(&ctx, &conv, &x1, &yt) == 0, "batch 1 in the scratch of batch %lld: %s", (long long)big,
+                  eng_errmsg());
+    double d = max_rel_diff(y1, yb + (big - 1) * h * w * co, h * w * co);
+    printf("batch_dependent_path: batch 1 vs batch %lld, largest relative difference %.2e\n", (long long)big, d);
+    ck_assert_msg(d < 2e-5, "batch 1 (im2col) and batch %lld (Winograd) differ by %g", (long long)big, d);
+    eng_ctx_free(&probe);
+    eng_ctx_free(&ctx);
+    eng_conv_free(&conv);
+    free(wt), free(bias), free(img), free(xb), free(yb), free(y1);
+}
+END_TEST
+
 START_TEST(error_shapes)
 {
     struct eng_conv conv;
@@ -360,6 +405,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, conv_case, 0, fx_ncases(&fx));
     tcase_add_loop_test(tc, fused_entry_points, 0, 2);
+    tcase_add_test(tc, batch_dependent_path);
     tcase_add_test(tc, error_shapes);
     tcase_add_test(tc, error_geometry);
     tcase_add_test(tc, padding_helpers);

@@ -159,6 +159,9 @@ END_TEST
 
 int main(void)
 {
+    /* These cases test the transforms, down to maps of a tile or two where engine/winograd.h
+     * would otherwise pick im2col: take Winograd wherever it is eligible. */
+    setenv("SALIENT_WINOGRAD", "1", 1);
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, winograd_case, 0, (int)(sizeof cases / sizeof cases[0]));
