@@ -314,6 +314,14 @@ void eng_conv_free(struct eng_conv *conv)
     conv->wino = NULL;
 }
 
+void eng_conv_drop_unpacked(struct eng_conv *conv)
+{
+    if (conv->pw.p) { /* 1x1 and im2col run from pw; Winograd from wino or wino_pw */
+        free(conv->w);
+        conv->w = NULL;
+    }
+}
+
 int eng_conv_fold_bn(struct eng_conv *conv, const float *gamma, const float *beta, const float *mean,
                      const float *var, float eps)
 {
@@ -332,10 +340,10 @@ int eng_conv_fold_bn(struct eng_conv *conv, const float *gamma, const float *bet
     for (int64_t oc = 0; oc < p->cout; oc++) {
         /* In double so the fold adds no error beyond the final rounding to float. */
         double s = (gamma ? gamma[oc] : 1.0) / sqrt((double)var[oc] + (double)eps);
-        if (conv->depthwise) {
+        if (conv->w && conv->depthwise) {
             for (int64_t t = 0; t < taps; t++)
                 conv->w[t * p->cout + oc] = (float)(conv->w[t * p->cout + oc] * s);
-        } else {
+        } else if (conv->w) { /* NULL once dropped: the packed copies below are all there is */
             float *wg = conv->w + (oc / cout_g) * kg * cout_g + oc % cout_g;
             for (int64_t k = 0; k < kg; k++)
                 wg[k * cout_g] = (float)(wg[k * cout_g] * s);

@@ -6,6 +6,7 @@
  *   struct eng_conv conv;
  *   if (eng_conv_init_oihw(&conv, "conv1", &p, w_oihw, NULL) < 0 ||
  *       eng_conv_fold_bn(&conv, gamma, beta, mean, var, 1e-5f) < 0) die(eng_errmsg());
+ *   eng_conv_drop_unpacked(&conv);                                  // keep only the packed copies
  *   int64_t oh, ow;
  *   eng_conv_out_size(&conv, 224, 224, &oh, &ow);                  // 112 x 112
  *   // size ctx scratch with eng_conv2d_scratch_bytes(&conv, (int64_t[]){n, 224, 224, 3}, nthreads)
@@ -91,6 +92,12 @@ void eng_conv_free(struct eng_conv *conv);
  * had none. Returns 0, or -1 with a message (var + eps <= 0, out of memory; conv unchanged). */
 int eng_conv_fold_bn(struct eng_conv *conv, const float *gamma, const float *beta, const float *mean,
                      const float *var, float eps);
+
+/* Free w where every path runs from a packed copy (pw; Winograd from its own): a model calls it
+ * once its batch norms are folded, saving a copy of its weights (ResNet-50: ~100 MB). Leaves a
+ * depthwise or grouped layer, or any layer where the packed GEMM does not run (OpenBLAS), as it
+ * is. Only bench/bench_conv's OpenBLAS comparison needs w afterwards (it does not call this). */
+void eng_conv_drop_unpacked(struct eng_conv *conv);
 
 /* TF "SAME" padding along one axis: total = max((ceil(in/stride) - 1) * stride + (k - 1) *
  * dilation + 1 - in, 0), *before = total / 2, *after = total - *before. */

@@ -72,6 +72,8 @@ static int load_conv(struct eng_conv *c, const struct eng_tfjs *w, const char *f
     }
     struct eng_conv_params p = conv_params(k, cin, cout, stride, pad, 1, act);
     rc = eng_conv_init_hwio(c, fname, &p, f, b);
+    if (rc == 0)
+        eng_conv_drop_unpacked(c);
 out:
     free(f), free(b), free(s), free(t);
     return rc;

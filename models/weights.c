@@ -115,8 +115,12 @@ int mdl_load_conv(const struct mdl_weights *w, const char *conv, const char *bn,
     int rc = eng_conv_init_oihw(out, full_name(w, conv, full, sizeof full), &q, wt, bias);
     free(wt);
     free(bias);
-    if (rc < 0 || !bn)
+    if (rc < 0)
         return rc;
+    if (!bn) {
+        eng_conv_drop_unpacked(out);
+        return 0;
+    }
     float *v[4];
     if (read_bn(w, bn, p->cout, v) < 0) {
         eng_conv_free(out);
@@ -131,6 +135,7 @@ int mdl_load_conv(const struct mdl_weights *w, const char *conv, const char *bn,
     }
     out->p.act = p->act;
     out->p.act_param = p->act_param;
+    eng_conv_drop_unpacked(out);
     return 0;
 }
 

@@ -275,8 +275,18 @@ START_TEST(batch_dependent_path)
         wt[i] /= 34.0f; /* ~ 1 / sqrt(fan-in), as trained weights are */
     for (int64_t b = 0; b < big; b++)
         memcpy(xb + b * h * w * c, img, (size_t)(h * w * c) * sizeof(float));
-    struct eng_conv conv;
+    float *g = filled(4 * co, 14);
+    for (int64_t i = 0; i < co; i++)
+        g[3 * co + i] = 0.5f + 0.25f * g[3 * co + i]; /* var in [0.25, 0.75] */
+    /* As models load it: batch norm folded, then the unpacked weights dropped. kept: the same
+     * layer with them, run on the im2col path at batch 1, must give the same bits. */
+    struct eng_conv conv, kept;
     ck_assert_int_eq(eng_conv_init_oihw(&conv, "batch.path", &p, wt, bias), 0);
+    ck_assert_int_eq(eng_conv_init_oihw(&kept, "batch.kept", &p, wt, bias), 0);
+    eng_conv_drop_unpacked(&conv);
+    ck_assert_int_eq(eng_conv_fold_bn(&conv, g, g + co, g + 2 * co, g + 3 * co, 1e-5f), 0);
+    ck_assert_int_eq(eng_conv_fold_bn(&kept, g, g + co, g + 2 * co, g + 3 * co, 1e-5f), 0);
+    ck_assert(kept.w && (conv.pw.p ? !conv.w : conv.w != NULL));
     if (conv.pw.p && conv.wino_pw) /* the packed GEMM runs here: the choice is real */
         ck_assert(!eng_winograd_use(&conv, 1, h, w) && eng_winograd_use(&conv, big, h, w));
     else
@@ -291,13 +301,21 @@ START_TEST(batch_dependent_path)
     struct eng_tensor yt = eng_tensor_make("y", y1, 4, (int64_t[]){1, h, w, co});
     ck_assert_msg(eng_conv2d(&ctx, &conv, &x1, &yt) == 0, "batch 1 in the scratch of batch %lld: %s", (long long)big,
                   eng_errmsg());
+    float *yk = malloc((size_t)(h * w * co) * sizeof(float));
+    ck_assert_ptr_nonnull(yk);
+    struct eng_tensor ykt = eng_tensor_make("y", yk, 4, (int64_t[]){1, h, w, co});
+    ck_assert_msg(eng_conv2d(&ctx, &kept, &x1, &ykt) == 0, "%s", eng_errmsg());
+    ck_assert_msg(memcmp(yk, y1, (size_t)(h * w * co) * sizeof(float)) == 0,
+                  "folding after dropping the unpacked weights changed the output");
+    free(yk);
     double d = max_rel_diff(y1, yb + (big - 1) * h * w * co, h * w * co);
     printf("batch_dependent_path: batch 1 vs batch %lld, largest relative difference %.2e\n", (long long)big, d);
     ck_assert_msg(d < 2e-5, "batch 1 (im2col) and batch %lld (Winograd) differ by %g", (long long)big, d);
     eng_ctx_free(&probe);
     eng_ctx_free(&ctx);
     eng_conv_free(&conv);
-    free(wt), free(bias), free(img), free(xb), free(yb), free(y1);
+    eng_conv_free(&kept);
+    free(wt), free(bias), free(img), free(xb), free(yb), free(y1), free(g);
 }
 END_TEST
 
