@@ -222,6 +222,10 @@ int eng_linear_init(struct eng_linear *l, const char *name, int64_t in, int64_t 
         }
         memcpy(l->bias, bias, (size_t)out * sizeof(float));
     }
+    if (eng_sgemm_enabled() && eng_pack_b(&l->pw, l->name, l->w, out, in, out) < 0) {
+        eng_linear_free(l);
+        return -1;
+    }
     return 0;
 }
 
@@ -229,8 +233,17 @@ void eng_linear_free(struct eng_linear *l)
 {
     free(l->w);
     free(l->bias);
+    eng_packed_b_free(&l->pw);
     l->w = NULL;
     l->bias = NULL;
+}
+
+void eng_linear_drop_unpacked(struct eng_linear *l)
+{
+    if (l->pw.p) {
+        free(l->w);
+        l->w = NULL;
+    }
 }
 
 int eng_linear(const struct eng_ctx *ctx, const struct eng_linear *l, const struct eng_tensor *x,
@@ -244,6 +257,10 @@ int eng_linear(const struct eng_ctx *ctx, const struct eng_linear *l, const stru
         return eng_error("linear '%s' (%lld -> %lld): input '%s' %s and output '%s' %s do not fit", l->name,
                          (long long)l->in, (long long)l->out, x->name, eng_shape_str(x, xs, sizeof xs), y->name,
                          eng_shape_str(y, ys, sizeof ys));
+    if (l->pw.p) {
+        struct eng_sgemm_ops op = {.bias = l->bias, .act = l->act, .act_param = l->act_param};
+        return eng_rows_gemm_packed(ctx, x, &l->pw, &op, NULL, y);
+    }
     return eng_rows_gemm(ctx, x, l->w, l->out, l->bias, l->act, l->act_param, y);
 }
 

@@ -31,10 +31,13 @@
 struct eng_linear {
     char name[ENG_NAME_MAX];
     int64_t in, out;   /* features */
-    float *w;          /* owned: W^T, [in x out] row-major, so a GEMM's B is contiguous per row */
+    float *w;          /* owned: W^T, [in x out] row-major, so a GEMM's B is contiguous per row;
+                        * NULL after eng_linear_drop_unpacked */
     float *bias;       /* owned, out floats, or NULL */
     enum eng_act act;  /* epilogue after the bias */
     float act_param;
+    struct eng_packed_b pw; /* owned: w packed for engine/sgemm.h where it runs (eng_linear and
+                             * Swin's attention use it then), else empty */
 };
 
 /* Pack a torch-layout weight w [out, in] (and bias [out] or NULL) into l; w and bias are
@@ -45,6 +48,10 @@ int eng_linear_init(struct eng_linear *l, const char *name, int64_t in, int64_t 
 
 /* Release l's packed weights; l is empty afterwards (freeing twice is harmless). */
 void eng_linear_free(struct eng_linear *l);
+
+/* Free w where the packed copy runs every product (a layer whose weights nobody reads back:
+ * not a head whose weights make class activation maps). Otherwise leaves l as it is. */
+void eng_linear_drop_unpacked(struct eng_linear *l);
 
 /* y = act(x W^T + b). x is [..., in], y is [..., out] with the same leading dimensions; both
  * may be strided views (y may be a column slice of a wider buffer). y must not overlap x.

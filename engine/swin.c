@@ -63,6 +63,8 @@ int eng_swin_attn_init(struct eng_swin_attn *a, int64_t dim, int64_t heads, int 
         eng_swin_attn_free(a);
         return -1;
     }
+    eng_linear_drop_unpacked(&a->qkv); /* only the products read them: packed where that runs */
+    eng_linear_drop_unpacked(&a->proj);
     int64_t t = (int64_t)win_h * win_w;
     a->bias = malloc(sizeof(float) * (size_t)(heads * t * t));
     int64_t *index = malloc(sizeof(int64_t) * (size_t)(t * t));
@@ -312,20 +314,33 @@ static void sw_scatter(const struct sw_job *job, int64_t w0, int64_t nw, const f
         }
 }
 
+/* y [rows x l->out] = x [rows x l->in] W^T (+ bias when with_bias), on the calling thread:
+ * from the packed weights where that GEMM runs (the bias in its store), else OpenBLAS. */
+static void sw_product(const struct eng_linear *l, int64_t rows, const float *x, float *y, bool with_bias)
+{
+    const float *bias = with_bias ? l->bias : NULL;
+    if (l->pw.p) {
+        struct eng_sgemm_ops op = {.bias = bias};
+        eng_sgemm_packed(rows, x, l->in, &l->pw, 0, l->out, y, l->out, &op);
+        return;
+    }
+    eng_gemm_serial(false, false, rows, l->out, l->in, 1.0f, x, l->in, l->w, l->out, 0.0f, y, l->out);
+    eng_bias_act_rows(y, rows, l->out, l->out, bias, ENG_ACT_NONE, 0.0f);
+}
+
 /* One thread's block of windows, start to end on its own scratch. */
 static void sw_attn_block(const struct sw_job *job, int64_t w0, int64_t nw, float *xb, float *qkv, float *sc,
                           int *reg)
 {
     const struct eng_swin_attn *a = job->a;
-    int64_t c = a->dim, c3 = 3 * c, rows = nw * job->g.t;
+    int64_t rows = nw * job->g.t;
     sw_gather(job, w0, nw, xb);
-    eng_gemm_serial(false, false, rows, c3, c, 1.0f, xb, c, a->qkv.w, c3, 0.0f, qkv, c3);
+    sw_product(&a->qkv, rows, xb, qkv, false);
     sw_qkv_epilogue(a, qkv, rows);
     /* the tokens are no longer needed: the attention output goes over them */
     sw_heads(job, w0, nw, qkv, xb, sc, reg, 0, a->heads);
     float *out = qkv; /* [rows, c] */
-    eng_gemm_serial(false, false, rows, c, c, 1.0f, xb, c, a->proj.w, c, 0.0f, out, c);
-    eng_bias_act_rows(out, rows, c, c, a->proj.bias, ENG_ACT_NONE, 0.0f);
+    sw_product(&a->proj, rows, xb, out, true);
     sw_scatter(job, w0, nw, out);
 }
 
@@ -366,22 +381,36 @@ static void sw_few_heads(void *arg, int ith, int nth)
     sw_heads(f->job, 0, f->job->g.nwin, f->qkv, f->o, sc, reg, h0, h1);
 }
 
+/* sw_product over ctx's threads (few windows: the product is split, not the windows). */
+static void sw_rows_product(struct eng_ctx *ctx, const struct eng_linear *l, int64_t rows, float *x, float *y,
+                            bool with_bias)
+{
+    if (l->pw.p) {
+        struct eng_sgemm_ops op = {.bias = with_bias ? l->bias : NULL};
+        struct eng_tensor xt = eng_tensor_make("swin tokens", x, 2, (int64_t[]){rows, l->in});
+        struct eng_tensor yt = eng_tensor_make("swin product", y, 2, (int64_t[]){rows, l->out});
+        (void)eng_rows_gemm_packed(ctx, &xt, &l->pw, &op, NULL, &yt); /* shapes fit by construction */
+        return;
+    }
+    eng_gemm(ctx, false, false, rows, l->out, l->in, 1.0f, x, l->in, l->w, l->out, 0.0f, y, l->out);
+    eng_bias_act_rows(y, rows, l->out, l->out, with_bias ? l->bias : NULL, ENG_ACT_NONE, 0.0f);
+}
+
 static void sw_attn_few(struct eng_ctx *ctx, const struct sw_job *job)
 {
     const struct eng_swin_attn *a = job->a;
     const struct sw_geom *g = &job->g;
-    int64_t c = a->dim, c3 = 3 * c, rows = g->nwin * g->t;
+    int64_t c = a->dim, rows = g->nwin * g->t;
     float *xb = (float *)job->scratch;
     float *qkv = (float *)(job->scratch + sw_align((size_t)(sw_block_windows(g) * g->t * c) * sizeof(float)));
     char *bufs = job->scratch + sw_slice_bytes(a, g);
     sw_gather(job, 0, g->nwin, xb);
-    eng_gemm(ctx, false, false, rows, c3, c, 1.0f, xb, c, a->qkv.w, c3, 0.0f, qkv, c3);
+    sw_rows_product(ctx, &a->qkv, rows, xb, qkv, false);
     sw_qkv_epilogue(a, qkv, rows);
     struct sw_few_job f = {job, qkv, xb, bufs,
                            sw_align((size_t)(g->t * g->t) * sizeof(float)) + sw_align((size_t)g->t * sizeof(int))};
     eng_parallel(ctx, (int)(a->heads < ctx->nthreads ? a->heads : ctx->nthreads), sw_few_heads, &f);
-    eng_gemm(ctx, false, false, rows, c, c, 1.0f, xb, c, a->proj.w, c, 0.0f, qkv, c);
-    eng_bias_act_rows(qkv, rows, c, c, a->proj.bias, ENG_ACT_NONE, 0.0f);
+    sw_rows_product(ctx, &a->proj, rows, xb, qkv, true);
     sw_scatter(job, 0, g->nwin, qkv);
 }
 
@@ -459,6 +488,7 @@ int eng_swin_merge_init(struct eng_swin_merge *m, int64_t dim, const float *norm
         eng_swin_merge_free(m);
         return -1;
     }
+    eng_linear_drop_unpacked(&m->red);
     return 0;
 }
 

@@ -340,6 +340,8 @@ static int sw_load_block(const struct mdl_weights *w, const struct sw_config *c,
     snprintf(n, sizeof n, "%s.mlp.3", p);
     if (mdl_load_linear(w, n, hidden, dim, ENG_ACT_NONE, &b->fc2) < 0)
         goto out;
+    eng_linear_drop_unpacked(&b->fc1); /* nothing reads a block's MLP weights back */
+    eng_linear_drop_unpacked(&b->fc2);
     rc = 0;
 out:
     free(qkv_w), free(qkv_b), free(proj_w), free(proj_b), free(rel);
