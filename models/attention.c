@@ -88,14 +88,20 @@ int mdl_attention_init(struct mdl_model *m)
         a->cam = MDL_CAM_LINEAR;
     else if (strcmp(cam, "perturbation") == 0)
         a->cam = MDL_CAM_PERTURBATION;
+    else if (strcmp(cam, "gradient") == 0)
+        a->cam = MDL_CAM_GRADIENT;
     else
-        return eng_error("manifest attention.cam must be \"linear\", \"perturbation\" or \"none\", got '%s'", cam);
+        return eng_error("manifest attention.cam must be \"linear\", \"gradient\", \"perturbation\" or \"none\", "
+                         "got '%s'", cam);
     if (a->cam != MDL_CAM_NONE && m->manifest.nlabels == 0)
         return eng_error("manifest attention.cam needs labels");
     if (a->cam == MDL_CAM_LINEAR && !m->family->class_weights)
         return eng_error("manifest attention.cam \"linear\": family %s has no linear head", m->family->name);
     if (a->cam == MDL_CAM_PERTURBATION && !m->family->head_probs)
         return eng_error("manifest attention.cam \"perturbation\": family %s cannot run its head alone",
+                         m->family->name);
+    if (a->cam == MDL_CAM_GRADIENT && !m->family->head_grads)
+        return eng_error("manifest attention.cam \"gradient\": family %s cannot differentiate its head",
                          m->family->name);
 
     /* The CAM's source maps: "features" (a tap name or a list), else the "features" tap if it
@@ -141,8 +147,11 @@ int mdl_attention_init(struct mdl_model *m)
         }
         if (nnames == 0)
             return eng_error("manifest attention: a CAM needs \"features\" (the last feature map)");
-        if (a->cam == MDL_CAM_LINEAR && nnames != 1)
-            return eng_error("manifest attention.cam \"linear\" takes one feature map");
+        if ((a->cam == MDL_CAM_LINEAR || a->cam == MDL_CAM_GRADIENT) && nnames != 1)
+            return eng_error("manifest attention.cam \"%s\" takes one feature map",
+                             a->cam == MDL_CAM_LINEAR ? "linear" : "gradient");
+        if (a->cam == MDL_CAM_GRADIENT && a->quadrant_pool)
+            return eng_error("manifest attention.cam \"gradient\" needs global pooling (cam_pool \"global\")");
         for (int s = 0; s < nnames; s++) {
             int t = find_tap(m, names[s]);
             if (t < 0)
@@ -359,6 +368,52 @@ out:
     return rc;
 }
 
+/* Gradient CAMs of g images asking for the same labels (imgs[0]->labels): each image's pooled
+ * features z through the head and back (family head_grads, all g rows at once), then per label
+ * CAM(i, j) = s + g . (F(i, j) - z), i.e. the linear map of weights g and bias s - g . z. */
+static int cam_gradient(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *const *imgs, int g)
+{
+    const struct mdl_attention *at = &m->attn;
+    int cells = at->cam_h * at->cam_w, nl = imgs[0]->nlabels;
+    int64_t C = at->source_c[0];
+    size_t mark = eng_arena_mark(&r->act);
+    float *z = eng_arena_floats(&r->act, (size_t)g * (size_t)C);
+    float *scores = eng_arena_floats(&r->act, (size_t)g * (size_t)nl);
+    float *grads = eng_arena_floats(&r->act, (size_t)g * (size_t)nl * (size_t)C);
+    int rc = -1;
+    if (!z || !scores || !grads)
+        goto out;
+    for (int i = 0; i < g; i++) {
+        const float *f = imgs[i]->buf + at->source_off[0];
+        for (int64_t c = 0; c < C; c++) {
+            double sum = 0;
+            for (int k = 0; k < cells; k++)
+                sum += f[(size_t)k * (size_t)C + (size_t)c];
+            z[(size_t)i * (size_t)C + (size_t)c] = (float)(sum / cells);
+        }
+    }
+    struct eng_tensor pooled = eng_tensor_make("pooled features", z, 2, (int64_t[]){g, C});
+    if (m->family->head_grads(m, &r->ctx, &r->act, &pooled, imgs[0]->labels, nl, scores, grads) < 0)
+        goto out;
+    for (int i = 0; i < g; i++) {
+        struct eng_tensor f = eng_tensor_make("features", imgs[i]->buf + at->source_off[0], 4,
+                                              (int64_t[]){1, at->cam_h, at->cam_w, C});
+        for (int s = 0; s < nl; s++) {
+            const float *gk = grads + ((size_t)i * (size_t)nl + (size_t)s) * (size_t)C;
+            const float *zi = z + (size_t)i * (size_t)C;
+            double gz = 0;
+            for (int64_t c = 0; c < C; c++)
+                gz += (double)gk[c] * zi[c];
+            mdl_attn_linear_map(&f, 0, at->cam_h, at->cam_w, gk, 1, (float)(scores[i * nl + s] - gz),
+                                imgs[i]->buf + at->cams_off + (size_t)s * (size_t)cells);
+        }
+    }
+    rc = 0;
+out:
+    eng_arena_rewind(&r->act, mark);
+    return rc;
+}
+
 static bool same_labels(const struct mdl_attn_image *a, const struct mdl_attn_image *b)
 {
     return a->nlabels == b->nlabels && memcmp(a->labels, b->labels, sizeof(int) * (size_t)a->nlabels) == 0;
@@ -394,7 +449,8 @@ int mdl_attn_finish_batch(const struct mdl_model *m, struct mdl_runner *r, struc
         return 0;
     }
     /* Images asking for the same labels (every label, or the same best one) go through the head
-     * together, as many as the arena holds (halving the group when it does not). */
+     * together, as many as the arena holds (halving the group when it does not): perturbation
+     * CAMs a row per cell, gradient CAMs a row per image. */
     struct mdl_attn_image *group[64];
     bool *done = eng_arena_alloc(&r->act, (size_t)n * sizeof *done);
     if (!done)
@@ -411,7 +467,7 @@ int mdl_attn_finish_batch(const struct mdl_model *m, struct mdl_runner *r, struc
             }
         for (int s = 0; s < g;) {
             int k = g - s;
-            while (cam_perturbation(m, r, group + s, k) < 0) {
+            while ((at->cam == MDL_CAM_GRADIENT ? cam_gradient : cam_perturbation)(m, r, group + s, k) < 0) {
                 if (k == 1)
                     return -1;
                 k /= 2; /* the arena holds fewer rows: smaller groups */

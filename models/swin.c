@@ -680,7 +680,8 @@ static int sw_class_weights(const struct mdl_model *m, int k, float *w, float *b
 {
     const struct sw_impl *s = m->impl;
     if (s->head != SW_HEAD_LINEAR)
-        return eng_error("the SwinCheX head is not linear: no exact CAM (use \"cam\": \"perturbation\")");
+        return eng_error("the SwinCheX head is not linear: no exact CAM (use \"cam\": \"gradient\" or "
+                         "\"perturbation\")");
     return mdl_head_class_weights(&s->linear, k, w, bias);
 }
 
@@ -718,6 +719,96 @@ static int sw_head_probs(const struct mdl_model *m, struct eng_ctx *ctx, struct 
     return 0;
 }
 
+/* SwinCheX label i: ds/dz of its log-odds s = y1 - y0 for the n rows whose forward left the
+ * ReLU outputs in t (sw_label_mlp), into gz [n, features] (may be a column slice). Reverse mode,
+ * as torch's autograd: ds/dh_last = W_out[1] - W_out[0]; a ReLU passes the gradient where its
+ * output is > 0 (torch's threshold_backward), else 0; a Linear's input gets G W (G [n, out],
+ * W [out, in] = the packed W^T transposed: one GEMM over all rows). t is overwritten with the
+ * gradients of the pre-activations; d holds n x (widest hidden layer) floats. */
+static int sw_label_backward(const struct sw_impl *s, struct eng_ctx *ctx, int i, struct eng_tensor *t, float *d,
+                             struct eng_tensor *gz)
+{
+    int per = s->nhidden + 1;
+    const struct eng_linear *L = &s->mlps[i * per];
+    const struct eng_linear *out = &L[s->nhidden];
+    int64_t n = gz->ne[0];
+    if (s->nhidden == 0) { /* no hidden layer: the head is linear, ds/dz its row difference */
+        for (int64_t b = 0; b < n; b++) {
+            float *g = (float *)((char *)gz->data + (size_t)b * gz->nb[0]);
+            for (int64_t c = 0; c < out->in; c++)
+                g[c] = out->w[c * 2 + 1] - out->w[c * 2];
+        }
+        return 0;
+    }
+    int j = s->nhidden - 1;
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t c = 0; c < s->hidden[j]; c++) {
+            float *h = &t[j].data[b * s->hidden[j] + c];
+            *h = *h > 0 ? out->w[c * 2 + 1] - out->w[c * 2] : 0.0f;
+        }
+    for (; j >= 0; j--) {
+        struct eng_tensor wt = eng_tensor_make("swinchex W^T", L[j].w, 2, (int64_t[]){L[j].in, L[j].out});
+        if (j == 0)
+            return eng_matmul(ctx, &t[0], false, &wt, true, 1.0f, gz);
+        struct eng_tensor g = eng_tensor_make("swinchex gradient", d, 2, (int64_t[]){n, L[j].in});
+        if (eng_matmul(ctx, &t[j], false, &wt, true, 1.0f, &g) < 0)
+            return -1;
+        for (int64_t k = 0; k < n * L[j].in; k++)
+            t[j - 1].data[k] = t[j - 1].data[k] > 0 ? d[k] : 0.0f;
+    }
+    return 0;
+}
+
+/* The head linearised at each of n rows of pooled features, for gradient CAMs: every asked
+ * label's score and ds/dz (model.h head_grads). SwinCheX: the log-odds of the label's pair
+ * (P = softmax(pair)[1] = sigmoid(s) is monotone in it, and its gradient does not vanish where P
+ * saturates), one forward and one backward pass through that label's MLP for all rows. The
+ * linear head: its logit, whose gradient is the class row (the gradient CAM is then the exact
+ * CAM). */
+static int sw_head_grads(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
+                         const struct eng_tensor *pooled, const int *labels, int nl, float *scores, float *grads)
+{
+    const struct sw_impl *s = m->impl;
+    int64_t n = pooled->ne[0], F = s->nfeat;
+    for (int k = 0; k < nl; k++)
+        if (labels[k] < 0 || labels[k] >= s->nlabels)
+            return eng_error("label %d out of range", labels[k]);
+    if (s->head != SW_HEAD_SWINCHEX) {
+        struct eng_tensor logits;
+        if (mdl_alloc(act, "logits", 2, (int64_t[]){n, m->nout}, &logits) < 0 ||
+            sw_head_forward(s, ctx, act, pooled, &logits) < 0)
+            return -1;
+        for (int k = 0; k < nl; k++)
+            for (int64_t b = 0; b < n; b++) {
+                scores[b * nl + k] = logits.data[b * m->nout + labels[k]];
+                if (mdl_head_class_weights(&s->linear, labels[k], grads + (b * nl + k) * F, NULL) < 0)
+                    return -1;
+            }
+        return 0;
+    }
+    struct eng_tensor t[SW_MAX_HIDDEN], pair;
+    int64_t widest = 1;
+    for (int j = 0; j < s->nhidden; j++) {
+        if (mdl_alloc(act, "swinchex hidden", 2, (int64_t[]){n, s->hidden[j]}, &t[j]) < 0)
+            return -1;
+        widest = s->hidden[j] > widest ? s->hidden[j] : widest;
+    }
+    float *d = eng_arena_floats(act, (size_t)(n * widest));
+    if (!d || mdl_alloc(act, "swinchex logits", 2, (int64_t[]){n, 2}, &pair) < 0)
+        return -1;
+    struct eng_tensor all = eng_tensor_make("swinchex dscore/dpooled", grads, 2, (int64_t[]){n, nl * F});
+    for (int k = 0; k < nl; k++) {
+        struct eng_tensor gz = eng_tensor_slice(&all, 1, k * F, F);
+        if (sw_label_mlp(s, ctx, labels[k], pooled, t, &pair) < 0)
+            return -1;
+        for (int64_t b = 0; b < n; b++)
+            scores[b * nl + k] = pair.data[2 * b + 1] - pair.data[2 * b];
+        if (sw_label_backward(s, ctx, labels[k], t, d, &gz) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 const struct mdl_family mdl_family_swin = {
     .name = "swin",
     .load = sw_load,
@@ -725,4 +816,5 @@ const struct mdl_family mdl_family_swin = {
     .forward = sw_forward,
     .class_weights = sw_class_weights,
     .head_probs = sw_head_probs,
+    .head_grads = sw_head_grads,
 };
