@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/error.h"
+#include "engine/linear.h"
 #include "models/model.h"
 
 static int find_tap(const struct mdl_model *m, const char *name)
@@ -369,8 +370,10 @@ out:
 }
 
 /* Gradient CAMs of g images asking for the same labels (imgs[0]->labels): each image's pooled
- * features z through the head and back (family head_grads, all g rows at once), then per label
- * CAM(i, j) = s + g . (F(i, j) - z), i.e. the linear map of weights g and bias s - g . z. */
+ * features z through the head and back (family head_grads, all g rows at once), then per image
+ * one product of its centred cells F(i, j) - z [cells, C] with its labels' gradients [nl, C]^T,
+ * plus each label's score: CAM(i, j) = s + g . (F(i, j) - z). Centred, the float products do not
+ * cancel against g . z. */
 static int cam_gradient(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *const *imgs, int g)
 {
     const struct mdl_attention *at = &m->attn;
@@ -380,8 +383,10 @@ static int cam_gradient(const struct mdl_model *m, struct mdl_runner *r, struct 
     float *z = eng_arena_floats(&r->act, (size_t)g * (size_t)C);
     float *scores = eng_arena_floats(&r->act, (size_t)g * (size_t)nl);
     float *grads = eng_arena_floats(&r->act, (size_t)g * (size_t)nl * (size_t)C);
+    float *prod = eng_arena_floats(&r->act, (size_t)cells * (size_t)nl);
+    float *centred = eng_arena_floats(&r->act, (size_t)cells * (size_t)C);
     int rc = -1;
-    if (!z || !scores || !grads)
+    if (!z || !scores || !grads || !prod || !centred)
         goto out;
     for (int i = 0; i < g; i++) {
         const float *f = imgs[i]->buf + at->source_off[0];
@@ -395,17 +400,21 @@ static int cam_gradient(const struct mdl_model *m, struct mdl_runner *r, struct 
     struct eng_tensor pooled = eng_tensor_make("pooled features", z, 2, (int64_t[]){g, C});
     if (m->family->head_grads(m, &r->ctx, &r->act, &pooled, imgs[0]->labels, nl, scores, grads) < 0)
         goto out;
+    struct eng_tensor p = eng_tensor_make("gradient CAM products", prod, 2, (int64_t[]){cells, nl});
+    struct eng_tensor f = eng_tensor_make("centred features", centred, 2, (int64_t[]){cells, C});
     for (int i = 0; i < g; i++) {
-        struct eng_tensor f = eng_tensor_make("features", imgs[i]->buf + at->source_off[0], 4,
-                                              (int64_t[]){1, at->cam_h, at->cam_w, C});
-        for (int s = 0; s < nl; s++) {
-            const float *gk = grads + ((size_t)i * (size_t)nl + (size_t)s) * (size_t)C;
-            const float *zi = z + (size_t)i * (size_t)C;
-            double gz = 0;
+        const float *src = imgs[i]->buf + at->source_off[0], *zi = z + (size_t)i * (size_t)C;
+        for (int k = 0; k < cells; k++)
             for (int64_t c = 0; c < C; c++)
-                gz += (double)gk[c] * zi[c];
-            mdl_attn_linear_map(&f, 0, at->cam_h, at->cam_w, gk, 1, (float)(scores[i * nl + s] - gz),
-                                imgs[i]->buf + at->cams_off + (size_t)s * (size_t)cells);
+                centred[(size_t)k * (size_t)C + (size_t)c] = src[(size_t)k * (size_t)C + (size_t)c] - zi[c];
+        struct eng_tensor gt = eng_tensor_make("label gradients", grads + (size_t)i * (size_t)nl * (size_t)C, 2,
+                                               (int64_t[]){nl, C});
+        if (eng_matmul(&r->ctx, &f, false, &gt, true, 1.0f, &p) < 0)
+            goto out;
+        for (int s = 0; s < nl; s++) {
+            float *cam = imgs[i]->buf + at->cams_off + (size_t)s * (size_t)cells;
+            for (int k = 0; k < cells; k++)
+                cam[k] = scores[i * nl + s] + prod[(size_t)k * (size_t)nl + (size_t)s];
         }
     }
     rc = 0;

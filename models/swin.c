@@ -719,6 +719,13 @@ static int sw_head_probs(const struct mdl_model *m, struct eng_ctx *ctx, struct 
     return 0;
 }
 
+/* A ReLU's backward in place: h (its output) becomes d where h > 0, else 0. */
+static void sw_relu_backward(float *restrict h, const float *restrict d, int64_t n)
+{
+    for (int64_t k = 0; k < n; k++) /* branch-free: the masks are data, not predictable */
+        h[k] = (float)(h[k] > 0.0f) * d[k];
+}
+
 /* SwinCheX label i: ds/dz of its log-odds s = y1 - y0 for the n rows whose forward left the
  * ReLU outputs in t (sw_label_mlp), into gz [n, features] (may be a column slice). Reverse mode,
  * as torch's autograd: ds/dh_last = W_out[1] - W_out[0]; a ReLU passes the gradient where its
@@ -741,11 +748,10 @@ static int sw_label_backward(const struct sw_impl *s, struct eng_ctx *ctx, int i
         return 0;
     }
     int j = s->nhidden - 1;
+    for (int64_t c = 0; c < s->hidden[j]; c++)
+        d[c] = out->w[c * 2 + 1] - out->w[c * 2];
     for (int64_t b = 0; b < n; b++)
-        for (int64_t c = 0; c < s->hidden[j]; c++) {
-            float *h = &t[j].data[b * s->hidden[j] + c];
-            *h = *h > 0 ? out->w[c * 2 + 1] - out->w[c * 2] : 0.0f;
-        }
+        sw_relu_backward(t[j].data + b * s->hidden[j], d, s->hidden[j]);
     for (; j >= 0; j--) {
         struct eng_tensor wt = eng_tensor_make("swinchex W^T", L[j].w, 2, (int64_t[]){L[j].in, L[j].out});
         if (j == 0)
@@ -753,8 +759,7 @@ static int sw_label_backward(const struct sw_impl *s, struct eng_ctx *ctx, int i
         struct eng_tensor g = eng_tensor_make("swinchex gradient", d, 2, (int64_t[]){n, L[j].in});
         if (eng_matmul(ctx, &t[j], false, &wt, true, 1.0f, &g) < 0)
             return -1;
-        for (int64_t k = 0; k < n * L[j].in; k++)
-            t[j - 1].data[k] = t[j - 1].data[k] > 0 ? d[k] : 0.0f;
+        sw_relu_backward(t[j - 1].data, d, n * L[j].in);
     }
     return 0;
 }
