@@ -174,6 +174,15 @@ int mdl_attention_init(struct mdl_model *m)
         a->max_cams = m->manifest.nlabels;
         a->cams_off = off;
         off += (size_t)a->max_cams * (size_t)a->cam_h * (size_t)a->cam_w;
+        /* Gradient CAMs differentiate the head from the activations its forward left (a few
+         * thousand floats per image) rather than running it again. */
+        int st = find_tap(m, "head");
+        if (a->cam == MDL_CAM_GRADIENT && st >= 0 && m->tap_ndim[st] == 2) {
+            a->state_tap = st;
+            a->state_floats = m->tap_ne[st][1];
+            a->state_off = off;
+            off += (size_t)a->state_floats;
+        }
     }
     a->floats = off;
     return 0;
@@ -230,6 +239,9 @@ void mdl_attn_tap(const struct mdl_model *m, struct mdl_attn_image *a, const cha
         for (int l = 0; l < at->nlayers; l++)
             if (at->layer_tap[l] == ti)
                 mdl_attn_energy(t, r, at->layer_h[l], at->layer_w[l], a->buf + at->layer_off[l]);
+    if (a->nlabels > 0 && at->state_floats > 0 && at->state_tap == ti)
+        memcpy(a->buf + at->state_off, (const char *)t->data + (size_t)r * t->nb[0],
+               sizeof(float) * (size_t)at->state_floats);
     if (a->nlabels > 0)
         for (int s = 0; s < at->nsources; s++) {
             if (at->source_tap[s] != ti)
@@ -370,7 +382,8 @@ out:
 }
 
 /* Gradient CAMs of g images asking for the same labels (imgs[0]->labels): each image's pooled
- * features z through the head and back (family head_grads, all g rows at once), then per image
+ * features z and its head's activations back through the head (family head_grads, all g rows at
+ * once), then per image
  * one product of its centred cells F(i, j) - z [cells, C] with its labels' gradients [nl, C]^T,
  * plus each label's score: CAM(i, j) = s + g . (F(i, j) - z). Centred, the float products do not
  * cancel against g . z. */
@@ -385,9 +398,16 @@ static int cam_gradient(const struct mdl_model *m, struct mdl_runner *r, struct 
     float *grads = eng_arena_floats(&r->act, (size_t)g * (size_t)nl * (size_t)C);
     float *prod = eng_arena_floats(&r->act, (size_t)cells * (size_t)nl);
     float *centred = eng_arena_floats(&r->act, (size_t)cells * (size_t)C);
+    float *state = eng_arena_floats(&r->act, (size_t)g * (size_t)(at->state_floats ? at->state_floats : 1));
     int rc = -1;
-    if (!z || !scores || !grads || !prod || !centred)
+    if (!z || !scores || !grads || !prod || !centred || !state)
         goto out;
+    for (int i = 0; i < g; i++)
+        memcpy(state + (size_t)i * (size_t)at->state_floats, imgs[i]->buf + at->state_off,
+               sizeof(float) * (size_t)at->state_floats);
+    struct eng_tensor st;
+    if (at->state_floats)
+        st = eng_tensor_make("head activations", state, 2, (int64_t[]){g, at->state_floats});
     for (int i = 0; i < g; i++) {
         const float *f = imgs[i]->buf + at->source_off[0];
         for (int64_t c = 0; c < C; c++) {
@@ -398,7 +418,8 @@ static int cam_gradient(const struct mdl_model *m, struct mdl_runner *r, struct 
         }
     }
     struct eng_tensor pooled = eng_tensor_make("pooled features", z, 2, (int64_t[]){g, C});
-    if (m->family->head_grads(m, &r->ctx, &r->act, &pooled, imgs[0]->labels, nl, scores, grads) < 0)
+    if (m->family->head_grads(m, &r->ctx, &r->act, &pooled, at->state_floats ? &st : NULL, imgs[0]->labels, nl,
+                              scores, grads) < 0)
         goto out;
     struct eng_tensor p = eng_tensor_make("gradient CAM products", prod, 2, (int64_t[]){cells, nl});
     struct eng_tensor f = eng_tensor_make("centred features", centred, 2, (int64_t[]){cells, C});

@@ -37,8 +37,9 @@
  *   "gradient"      for non-linear heads over global-average-pooled features (SwinCheX's MLPs):
  *                   the head linearised at this image. With z = mean over cells of F(i, j),
  *                   s_k(z) label k's score (SwinCheX: the log-odds logit[1] - logit[0]) and
- *                   g_k = ds_k/dz (one forward + one backward pass through label k's MLP, all
- *                   images' rows as one GEMM per layer: family head_grads),
+ *                   g_k = ds_k/dz (one backward pass through label k's MLP from the activations
+ *                   the network's forward left in the tap "head", all images' rows as one GEMM
+ *                   per layer: family head_grads),
  *                   CAM_k(i, j) = s_k(z) + g_k . (F(i, j) - z): the first-order Taylor term of the
  *                   head, whose mean over cells is s_k(z) itself. For a linear head g_k = w_k and
  *                   this is exactly the "linear" CAM. First-order: what the ReLUs couple between
@@ -76,6 +77,9 @@ struct mdl_attention {
     size_t source_off[MDL_ATTN_MAX_SOURCES];
     int cam_h, cam_w;              /* the CAM grid: the sources' */
     size_t cams_off;               /* first CAM; label slot s at cams_off + s * cam_h * cam_w */
+    int state_tap;                 /* gradient CAMs: the family's tap "head" (its head's activations) */
+    int64_t state_floats;          /* per image, 0: none */
+    size_t state_off;
     int max_cams;                  /* CAM slots per image (= labels) */
     size_t floats;                 /* per image */
 };
