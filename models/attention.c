@@ -383,10 +383,9 @@ out:
 
 /* Gradient CAMs of g images asking for the same labels (imgs[0]->labels): each image's pooled
  * features z and its head's activations back through the head (family head_grads, all g rows at
- * once), then per image
- * one product of its centred cells F(i, j) - z [cells, C] with its labels' gradients [nl, C]^T,
- * plus each label's score: CAM(i, j) = s + g . (F(i, j) - z). Centred, the float products do not
- * cancel against g . z. */
+ * once), then per image one product of its centred cells F(i, j) - z [cells, C] with its labels'
+ * gradients [nl, C]^T, plus each label's score: CAM(i, j) = s + g . (F(i, j) - z). Centred, the
+ * float products do not cancel against g . z. */
 static int cam_gradient(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *const *imgs, int g)
 {
     const struct mdl_attention *at = &m->attn;
