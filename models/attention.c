@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/error.h"
+#include "engine/linear.h"
 #include "models/model.h"
 
 static int find_tap(const struct mdl_model *m, const char *name)
@@ -88,14 +89,20 @@ int mdl_attention_init(struct mdl_model *m)
         a->cam = MDL_CAM_LINEAR;
     else if (strcmp(cam, "perturbation") == 0)
         a->cam = MDL_CAM_PERTURBATION;
+    else if (strcmp(cam, "gradient") == 0)
+        a->cam = MDL_CAM_GRADIENT;
     else
-        return eng_error("manifest attention.cam must be \"linear\", \"perturbation\" or \"none\", got '%s'", cam);
+        return eng_error("manifest attention.cam must be \"linear\", \"gradient\", \"perturbation\" or \"none\", "
+                         "got '%s'", cam);
     if (a->cam != MDL_CAM_NONE && m->manifest.nlabels == 0)
         return eng_error("manifest attention.cam needs labels");
     if (a->cam == MDL_CAM_LINEAR && !m->family->class_weights)
         return eng_error("manifest attention.cam \"linear\": family %s has no linear head", m->family->name);
     if (a->cam == MDL_CAM_PERTURBATION && !m->family->head_probs)
         return eng_error("manifest attention.cam \"perturbation\": family %s cannot run its head alone",
+                         m->family->name);
+    if (a->cam == MDL_CAM_GRADIENT && !m->family->head_grads)
+        return eng_error("manifest attention.cam \"gradient\": family %s cannot differentiate its head",
                          m->family->name);
 
     /* The CAM's source maps: "features" (a tap name or a list), else the "features" tap if it
@@ -141,8 +148,11 @@ int mdl_attention_init(struct mdl_model *m)
         }
         if (nnames == 0)
             return eng_error("manifest attention: a CAM needs \"features\" (the last feature map)");
-        if (a->cam == MDL_CAM_LINEAR && nnames != 1)
-            return eng_error("manifest attention.cam \"linear\" takes one feature map");
+        if ((a->cam == MDL_CAM_LINEAR || a->cam == MDL_CAM_GRADIENT) && nnames != 1)
+            return eng_error("manifest attention.cam \"%s\" takes one feature map",
+                             a->cam == MDL_CAM_LINEAR ? "linear" : "gradient");
+        if (a->cam == MDL_CAM_GRADIENT && a->quadrant_pool)
+            return eng_error("manifest attention.cam \"gradient\" needs global pooling (cam_pool \"global\")");
         for (int s = 0; s < nnames; s++) {
             int t = find_tap(m, names[s]);
             if (t < 0)
@@ -164,6 +174,15 @@ int mdl_attention_init(struct mdl_model *m)
         a->max_cams = m->manifest.nlabels;
         a->cams_off = off;
         off += (size_t)a->max_cams * (size_t)a->cam_h * (size_t)a->cam_w;
+        /* Gradient CAMs differentiate the head from the activations its forward left (a few
+         * thousand floats per image) rather than running it again. */
+        int st = find_tap(m, "head");
+        if (a->cam == MDL_CAM_GRADIENT && st >= 0 && m->tap_ndim[st] == 2) {
+            a->state_tap = st;
+            a->state_floats = m->tap_ne[st][1];
+            a->state_off = off;
+            off += (size_t)a->state_floats;
+        }
     }
     a->floats = off;
     return 0;
@@ -220,6 +239,9 @@ void mdl_attn_tap(const struct mdl_model *m, struct mdl_attn_image *a, const cha
         for (int l = 0; l < at->nlayers; l++)
             if (at->layer_tap[l] == ti)
                 mdl_attn_energy(t, r, at->layer_h[l], at->layer_w[l], a->buf + at->layer_off[l]);
+    if (a->nlabels > 0 && at->state_floats > 0 && at->state_tap == ti)
+        memcpy(a->buf + at->state_off, (const char *)t->data + (size_t)r * t->nb[0],
+               sizeof(float) * (size_t)at->state_floats);
     if (a->nlabels > 0)
         for (int s = 0; s < at->nsources; s++) {
             if (at->source_tap[s] != ti)
@@ -359,6 +381,74 @@ out:
     return rc;
 }
 
+/* Gradient CAMs of g images asking for the same labels (imgs[0]->labels): each image's pooled
+ * features z and its head's activations back through the head (family head_grads, all g rows at
+ * once), then per image one product of its centred cells F(i, j) - z [cells, C] with its labels'
+ * gradients [nl, C]^T, plus each label's score: CAM(i, j) = s + g . (F(i, j) - z). Centred, the
+ * float products do not cancel against g . z. */
+static int cam_gradient(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *const *imgs, int g)
+{
+    const struct mdl_attention *at = &m->attn;
+    int cells = at->cam_h * at->cam_w, nl = imgs[0]->nlabels;
+    int64_t C = at->source_c[0];
+    size_t mark = eng_arena_mark(&r->act);
+    float *z = eng_arena_floats(&r->act, (size_t)g * (size_t)C);
+    float *scores = eng_arena_floats(&r->act, (size_t)g * (size_t)nl);
+    float *grads = eng_arena_floats(&r->act, (size_t)g * (size_t)nl * (size_t)C);
+    float *prod = eng_arena_floats(&r->act, (size_t)cells * (size_t)nl);
+    float *centred = eng_arena_floats(&r->act, (size_t)cells * (size_t)C);
+    float *state = eng_arena_floats(&r->act, (size_t)g * (size_t)(at->state_floats ? at->state_floats : 1));
+    int rc = -1;
+    if (!z || !scores || !grads || !prod || !centred || !state)
+        goto out;
+    for (int i = 0; i < g; i++)
+        memcpy(state + (size_t)i * (size_t)at->state_floats, imgs[i]->buf + at->state_off,
+               sizeof(float) * (size_t)at->state_floats);
+    struct eng_tensor st;
+    if (at->state_floats)
+        st = eng_tensor_make("head activations", state, 2, (int64_t[]){g, at->state_floats});
+    for (int i = 0; i < g; i++) {
+        const float *f = imgs[i]->buf + at->source_off[0];
+        for (int64_t c = 0; c < C; c++) {
+            double sum = 0;
+            for (int k = 0; k < cells; k++)
+                sum += f[(size_t)k * (size_t)C + (size_t)c];
+            z[(size_t)i * (size_t)C + (size_t)c] = (float)(sum / cells);
+        }
+    }
+    struct eng_tensor pooled = eng_tensor_make("pooled features", z, 2, (int64_t[]){g, C});
+    /* Every product here has one row per image (or per cell of one image): on the calling thread.
+     * Waking the pool for each of the many small GEMMs costs more CPU than it saves (measured:
+     * every label's CAMs +4% of a batch this way, +18% with the pool). The scratch arena is
+     * shared; ops hand back what they borrow. */
+    struct eng_ctx one = r->ctx;
+    one.nthreads = 1;
+    if (m->family->head_grads(m, &one, &r->act, &pooled, at->state_floats ? &st : NULL, imgs[0]->labels, nl,
+                              scores, grads) < 0)
+        goto out;
+    struct eng_tensor p = eng_tensor_make("gradient CAM products", prod, 2, (int64_t[]){cells, nl});
+    struct eng_tensor f = eng_tensor_make("centred features", centred, 2, (int64_t[]){cells, C});
+    for (int i = 0; i < g; i++) {
+        const float *src = imgs[i]->buf + at->source_off[0], *zi = z + (size_t)i * (size_t)C;
+        for (int k = 0; k < cells; k++)
+            for (int64_t c = 0; c < C; c++)
+                centred[(size_t)k * (size_t)C + (size_t)c] = src[(size_t)k * (size_t)C + (size_t)c] - zi[c];
+        struct eng_tensor gt = eng_tensor_make("label gradients", grads + (size_t)i * (size_t)nl * (size_t)C, 2,
+                                               (int64_t[]){nl, C});
+        if (eng_matmul(&one, &f, false, &gt, true, 1.0f, &p) < 0)
+            goto out;
+        for (int s = 0; s < nl; s++) {
+            float *cam = imgs[i]->buf + at->cams_off + (size_t)s * (size_t)cells;
+            for (int k = 0; k < cells; k++)
+                cam[k] = scores[i * nl + s] + prod[(size_t)k * (size_t)nl + (size_t)s];
+        }
+    }
+    rc = 0;
+out:
+    eng_arena_rewind(&r->act, mark);
+    return rc;
+}
+
 static bool same_labels(const struct mdl_attn_image *a, const struct mdl_attn_image *b)
 {
     return a->nlabels == b->nlabels && memcmp(a->labels, b->labels, sizeof(int) * (size_t)a->nlabels) == 0;
@@ -394,7 +484,8 @@ int mdl_attn_finish_batch(const struct mdl_model *m, struct mdl_runner *r, struc
         return 0;
     }
     /* Images asking for the same labels (every label, or the same best one) go through the head
-     * together, as many as the arena holds (halving the group when it does not). */
+     * together, as many as the arena holds (halving the group when it does not): perturbation
+     * CAMs a row per cell, gradient CAMs a row per image. */
     struct mdl_attn_image *group[64];
     bool *done = eng_arena_alloc(&r->act, (size_t)n * sizeof *done);
     if (!done)
@@ -411,7 +502,7 @@ int mdl_attn_finish_batch(const struct mdl_model *m, struct mdl_runner *r, struc
             }
         for (int s = 0; s < g;) {
             int k = g - s;
-            while (cam_perturbation(m, r, group + s, k) < 0) {
+            while ((at->cam == MDL_CAM_GRADIENT ? cam_gradient : cam_perturbation)(m, r, group + s, k) < 0) {
                 if (k == 1)
                     return -1;
                 k /= 2; /* the arena holds fewer rows: smaller groups */

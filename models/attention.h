@@ -34,8 +34,19 @@
  *                   probability per cell. Faithful because every number is the model's own answer
  *                   to evidence from one neighbourhood only; for a linear head and sigmoid it is
  *                   a monotone function of the exact CAM.
+ *   "gradient"      for non-linear heads over global-average-pooled features (SwinCheX's MLPs):
+ *                   the head linearised at this image. With z = mean over cells of F(i, j),
+ *                   s_k(z) label k's score (SwinCheX: the log-odds logit[1] - logit[0]) and
+ *                   g_k = ds_k/dz (one backward pass through label k's MLP from the activations
+ *                   the network's forward left in the tap "head", all images' rows as one GEMM
+ *                   per layer: family head_grads),
+ *                   CAM_k(i, j) = s_k(z) + g_k . (F(i, j) - z): the first-order Taylor term of the
+ *                   head, whose mean over cells is s_k(z) itself. For a linear head g_k = w_k and
+ *                   this is exactly the "linear" CAM. First-order: what the ReLUs couple between
+ *                   cells is not in it.
  *   "none"          no CAM.
- * CAMs are reported raw (logit or probability units); callers normalise for display.
+ * CAMs are reported raw (logit units for "linear", log-odds for "gradient", probabilities for
+ * "perturbation"); callers normalise for display.
  */
 #ifndef SALIENT_MODELS_ATTENTION_H
 #define SALIENT_MODELS_ATTENTION_H
@@ -48,7 +59,7 @@
 struct mdl_model;
 struct mdl_runner;
 
-enum mdl_cam_kind { MDL_CAM_NONE, MDL_CAM_LINEAR, MDL_CAM_PERTURBATION };
+enum mdl_cam_kind { MDL_CAM_NONE, MDL_CAM_LINEAR, MDL_CAM_PERTURBATION, MDL_CAM_GRADIENT };
 
 #define MDL_ATTN_MAX_SOURCES 8
 #define MDL_ATTN_MAX_LAYERS 16
@@ -66,6 +77,9 @@ struct mdl_attention {
     size_t source_off[MDL_ATTN_MAX_SOURCES];
     int cam_h, cam_w;              /* the CAM grid: the sources' */
     size_t cams_off;               /* first CAM; label slot s at cams_off + s * cam_h * cam_w */
+    int state_tap;                 /* gradient CAMs: the family's tap "head" (its head's activations) */
+    int64_t state_floats;          /* per image, 0: none */
+    size_t state_off;
     int max_cams;                  /* CAM slots per image (= labels) */
     size_t floats;                 /* per image */
 };
@@ -95,9 +109,9 @@ void mdl_attn_tap(const struct mdl_model *m, struct mdl_attn_image *a, const cha
  * Returns 0 or -1 with a message. */
 int mdl_attn_finish(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a);
 
-/* The same for the n images of one forward: perturbation CAMs of images asking for the same
- * labels run through the head together (one weight pass per label for the batch rather than per
- * image). Prefer it to n calls of mdl_attn_finish. */
+/* The same for the n images of one forward: perturbation and gradient CAMs of images asking for
+ * the same labels run through the head together (one weight pass per label for the batch rather
+ * than per image). Prefer it to n calls of mdl_attn_finish. */
 int mdl_attn_finish_batch(const struct mdl_model *m, struct mdl_runner *r, struct mdl_attn_image *a, int n);
 
 /* Building blocks, also for families that keep their own maps (faceapi.c, per face):

@@ -70,6 +70,16 @@ struct mdl_family {
      * (SwinCheX's per-label MLPs) runs only the asked ones. */
     int (*head_probs)(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
                       const struct eng_tensor *pooled, const int *labels, int nl, float *probs);
+    /* Optional, for gradient CAMs (attention.h, "gradient"): for k rows of pooled features z
+     * (what the network pools) and each label asked for, the label's score s (SwinCheX: its
+     * log-odds logit[1] - logit[0]; a linear head: its logit) into scores [k, nl] and ds/dz into
+     * grads [k, nl, features] (row-major: row b's label j at (b * nl + j) * features), by one
+     * backward pass through the head; activations from act. state: the same k rows of the
+     * family's tap "head" (what its forward's head left, [k, *]; the family may overwrite it), or
+     * NULL for a family that offers no such tap. */
+    int (*head_grads)(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
+                      const struct eng_tensor *pooled, struct eng_tensor *state, const int *labels, int nl,
+                      float *scores, float *grads);
 };
 
 /* What a family that takes decoded images rather than a preprocessed tensor provides besides

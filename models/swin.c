@@ -92,6 +92,8 @@ struct sw_impl {
     int nhidden;                 /* SwinCheX hidden layers (3) */
     int64_t hidden[SW_MAX_HIDDEN];
     struct eng_linear *mlps;     /* SwinCheX: nlabels * (nhidden + 1) layers, label-major */
+    int64_t state_per;           /* SwinCheX: floats per label in the "head" tap: hidden activations
+                                    (layer after layer), then the logit pair */
 };
 
 /* The architectures torchvision names (Swin v1). */
@@ -524,6 +526,13 @@ static int sw_load(struct mdl_model *m)
         mdl_model_add_tap(m, tap);
     }
     mdl_model_add_tap(m, "features");
+    if (s->head == SW_HEAD_SWINCHEX) {
+        /* The head's own activations, for gradient CAMs (sw_head_grads): no second forward. */
+        s->state_per = 2;
+        for (int j = 0; j < s->nhidden; j++)
+            s->state_per += s->hidden[j];
+        mdl_model_add_tap(m, "head");
+    }
     m->impl = s;
     return 0;
 fail:
@@ -594,21 +603,40 @@ static int sw_label_mlp(const struct sw_impl *s, struct eng_ctx *ctx, int i, con
     return 0;
 }
 
+/* Label i's hidden layers t[] and logit pair *y as column slices of the head's state
+ * [n, nlabels * state_per] (sw_head_forward, tap "head"). */
+static void sw_label_views(const struct sw_impl *s, const struct eng_tensor *state, int i, struct eng_tensor *t,
+                           struct eng_tensor *y)
+{
+    int64_t off = i * s->state_per;
+    for (int j = 0; j < s->nhidden; j++) {
+        t[j] = eng_tensor_slice(state, 1, off, s->hidden[j]);
+        off += s->hidden[j];
+    }
+    *y = eng_tensor_slice(state, 1, off, 2);
+}
+
+/* The head on pooled [n, features] into logits. SwinCheX keeps every label's activations side by
+ * side and offers them as the tap "head" (out may be NULL: no tap). */
 static int sw_head_forward(const struct sw_impl *s, struct eng_ctx *ctx, struct eng_arena *act,
-                           const struct eng_tensor *pooled, struct eng_tensor *logits)
+                           const struct eng_tensor *pooled, struct eng_tensor *logits, const struct mdl_output *out)
 {
     if (s->head == SW_HEAD_LINEAR)
         return eng_linear(ctx, &s->linear.fc, pooled, logits);
     int64_t n = pooled->ne[0];
-    struct eng_tensor t[SW_MAX_HIDDEN];
-    for (int j = 0; j < s->nhidden; j++)
-        if (mdl_alloc(act, "swinchex hidden", 2, (int64_t[]){n, s->hidden[j]}, &t[j]) < 0)
-            return -1;
+    struct eng_tensor state, t[SW_MAX_HIDDEN], pair;
+    if (mdl_alloc(act, "swinchex head activations", 2, (int64_t[]){n, s->nlabels * s->state_per}, &state) < 0)
+        return -1;
     for (int i = 0; i < s->nlabels; i++) {
         struct eng_tensor y = eng_tensor_slice(logits, 1, 2 * i, 2);
+        sw_label_views(s, &state, i, t, &pair);
         if (sw_label_mlp(s, ctx, i, pooled, t, &y) < 0)
             return -1;
+        for (int64_t b = 0; b < n; b++)
+            memcpy(pair.data + b * (pair.nb[0] / sizeof(float)), y.data + b * (y.nb[0] / sizeof(float)),
+                   2 * sizeof(float));
     }
+    mdl_tap(out, "head", &state);
     return 0;
 }
 
@@ -669,7 +697,7 @@ static int sw_forward(const struct mdl_model *m, struct eng_ctx *ctx, struct eng
     if (mdl_alloc(act, "pooled", 2, (int64_t[]){n, s->nfeat}, &pooled) < 0 ||
         eng_global_avg_pool(ctx, &cur, &pooled) < 0 ||
         mdl_alloc(act, "logits", 2, (int64_t[]){n, m->nout}, &logits) < 0 ||
-        sw_head_forward(s, ctx, act, &pooled, &logits) < 0)
+        sw_head_forward(s, ctx, act, &pooled, &logits, out) < 0)
         return -1;
     if (out->logits)
         memcpy(out->logits, logits.data, sizeof(float) * (size_t)(n * m->nout));
@@ -682,7 +710,8 @@ static int sw_class_weights(const struct mdl_model *m, int k, float *w, float *b
 {
     const struct sw_impl *s = m->impl;
     if (s->head != SW_HEAD_LINEAR)
-        return eng_error("the SwinCheX head is not linear: no exact CAM (use \"cam\": \"perturbation\")");
+        return eng_error("the SwinCheX head is not linear: no exact CAM (use \"cam\": \"gradient\" or "
+                         "\"perturbation\")");
     return mdl_head_class_weights(&s->linear, k, w, bias);
 }
 
@@ -697,7 +726,7 @@ static int sw_head_probs(const struct mdl_model *m, struct eng_ctx *ctx, struct 
         struct eng_tensor logits;
         float *all = eng_arena_floats(act, (size_t)n * (size_t)s->nlabels);
         if (!all || mdl_alloc(act, "logits", 2, (int64_t[]){n, m->nout}, &logits) < 0 ||
-            sw_head_forward(s, ctx, act, pooled, &logits) < 0)
+            sw_head_forward(s, ctx, act, pooled, &logits, NULL) < 0)
             return -1;
         sw_probs(s, logits.data, n, m->nout, all);
         mdl_head_pick(all, n, s->nlabels, labels, nl, probs);
@@ -720,6 +749,106 @@ static int sw_head_probs(const struct mdl_model *m, struct eng_ctx *ctx, struct 
     return 0;
 }
 
+/* A ReLU's backward in place: h (its output) becomes d where h > 0, else 0. */
+static void sw_relu_backward(float *restrict h, const float *restrict d, int64_t n)
+{
+    for (int64_t k = 0; k < n; k++) /* branch-free: the masks are data, not predictable */
+        h[k] = (float)(h[k] > 0.0f) * d[k];
+}
+
+/* Row b of a 2-D view (rows nb[0] bytes apart). */
+static float *sw_row(const struct eng_tensor *t, int64_t b)
+{
+    return (float *)((char *)t->data + (size_t)b * t->nb[0]);
+}
+
+/* SwinCheX label i: ds/dz of its log-odds s = y1 - y0 for the n rows whose forward left the
+ * ReLU outputs in t (views of the head's state), into gz [n, features] (may be a column slice).
+ * Reverse mode, as torch's autograd: ds/dh_last = W_out[1] - W_out[0]; a ReLU passes the
+ * gradient where its output is > 0 (torch's threshold_backward), else 0; a Linear's input gets
+ * G W (G [n, out], W [out, in] = the packed W^T transposed: one GEMM over all rows). t is
+ * overwritten with the gradients of the pre-activations; d holds n x (widest hidden layer)
+ * floats. */
+static int sw_label_backward(const struct sw_impl *s, struct eng_ctx *ctx, int i, struct eng_tensor *t, float *d,
+                             struct eng_tensor *gz)
+{
+    int per = s->nhidden + 1;
+    const struct eng_linear *L = &s->mlps[i * per];
+    const struct eng_linear *out = &L[s->nhidden];
+    int64_t n = gz->ne[0];
+    if (s->nhidden == 0) { /* no hidden layer: the head is linear, ds/dz its row difference */
+        for (int64_t b = 0; b < n; b++)
+            for (int64_t c = 0; c < out->in; c++)
+                sw_row(gz, b)[c] = out->w[c * 2 + 1] - out->w[c * 2];
+        return 0;
+    }
+    int j = s->nhidden - 1;
+    for (int64_t c = 0; c < s->hidden[j]; c++)
+        d[c] = out->w[c * 2 + 1] - out->w[c * 2];
+    for (int64_t b = 0; b < n; b++)
+        sw_relu_backward(sw_row(&t[j], b), d, s->hidden[j]);
+    for (; j >= 0; j--) {
+        struct eng_tensor wt = eng_tensor_make("swinchex W^T", L[j].w, 2, (int64_t[]){L[j].in, L[j].out});
+        if (j == 0)
+            return eng_matmul(ctx, &t[0], false, &wt, true, 1.0f, gz);
+        struct eng_tensor g = eng_tensor_make("swinchex gradient", d, 2, (int64_t[]){n, L[j].in});
+        if (eng_matmul(ctx, &t[j], false, &wt, true, 1.0f, &g) < 0)
+            return -1;
+        for (int64_t b = 0; b < n; b++)
+            sw_relu_backward(sw_row(&t[j - 1], b), d + b * L[j].in, L[j].in);
+    }
+    return 0;
+}
+
+/* The head linearised at each of n rows of pooled features, for gradient CAMs: every asked
+ * label's score and ds/dz (model.h head_grads). SwinCheX: the log-odds of the label's pair
+ * (P = softmax(pair)[1] = sigmoid(s) is monotone in it, and its gradient does not vanish where P
+ * saturates), one backward pass through that label's MLP for all rows, from the activations
+ * its forward left in the tap "head" (state, which this overwrites). The linear head: its
+ * logit, whose gradient is the class row (the gradient CAM is then the exact CAM). */
+static int sw_head_grads(const struct mdl_model *m, struct eng_ctx *ctx, struct eng_arena *act,
+                         const struct eng_tensor *pooled, struct eng_tensor *state, const int *labels, int nl,
+                         float *scores, float *grads)
+{
+    const struct sw_impl *s = m->impl;
+    int64_t n = pooled->ne[0], F = s->nfeat;
+    for (int k = 0; k < nl; k++)
+        if (labels[k] < 0 || labels[k] >= s->nlabels)
+            return eng_error("label %d out of range", labels[k]);
+    if (s->head != SW_HEAD_SWINCHEX) {
+        struct eng_tensor logits;
+        if (mdl_alloc(act, "logits", 2, (int64_t[]){n, m->nout}, &logits) < 0 ||
+            sw_head_forward(s, ctx, act, pooled, &logits, NULL) < 0)
+            return -1;
+        for (int k = 0; k < nl; k++)
+            for (int64_t b = 0; b < n; b++) {
+                scores[b * nl + k] = logits.data[b * m->nout + labels[k]];
+                if (mdl_head_class_weights(&s->linear, labels[k], grads + (b * nl + k) * F, NULL) < 0)
+                    return -1;
+            }
+        return 0;
+    }
+    if (!state || state->ndim != 2 || state->ne[0] != n || state->ne[1] != s->nlabels * s->state_per)
+        return eng_error("SwinCheX gradient CAM: the head's activations (tap \"head\", [%lld, %lld]) are missing",
+                         (long long)n, (long long)(s->nlabels * s->state_per));
+    int64_t widest = 1;
+    for (int j = 0; j < s->nhidden; j++)
+        widest = s->hidden[j] > widest ? s->hidden[j] : widest;
+    float *d = eng_arena_floats(act, (size_t)(n * widest));
+    if (!d)
+        return -1;
+    struct eng_tensor all = eng_tensor_make("swinchex dscore/dpooled", grads, 2, (int64_t[]){n, nl * F});
+    for (int k = 0; k < nl; k++) {
+        struct eng_tensor gz = eng_tensor_slice(&all, 1, k * F, F), t[SW_MAX_HIDDEN], pair;
+        sw_label_views(s, state, labels[k], t, &pair);
+        for (int64_t b = 0; b < n; b++)
+            scores[b * nl + k] = sw_row(&pair, b)[1] - sw_row(&pair, b)[0];
+        if (sw_label_backward(s, ctx, labels[k], t, d, &gz) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 const struct mdl_family mdl_family_swin = {
     .name = "swin",
     .load = sw_load,
@@ -727,4 +856,5 @@ const struct mdl_family mdl_family_swin = {
     .forward = sw_forward,
     .class_weights = sw_class_weights,
     .head_probs = sw_head_probs,
+    .head_grads = sw_head_grads,
 };

@@ -8,6 +8,9 @@
 - "png": one overlay per map, a PNG of the input's size that differs from the input only where
   the map is non-zero (the centre of the map's zero cell keeps the input's pixel exactly).
 - v2 infer with "attention": "maps": attention/<layer> and cam/<label> FP32 outputs [n, h, w].
+- SwinCheX's gradient CAM through the server (the head's activations tapped in the batched
+  forward): a 3-image v1 request's best-label CAMs and v2's every-label CAMs equal
+  salient-run --attention's.
 Standard library + PIL (python3-pil) only.
 """
 import base64
@@ -42,7 +45,7 @@ def maxdiff(a, b):
 
 def main():
     tmp = t.tmp
-    repo = make_repo(tmp, ["chexnet-demo", "quadrant-demo"])
+    repo = make_repo(tmp, ["chexnet-demo", "quadrant-demo", "swinchex-demo"])
     with Server(tmp, repo) as srv:
         imgs, recs = phantoms.generate(3, seed=77, size=256)
         paths = []
@@ -143,6 +146,32 @@ def main():
         check("v2: cam/<label> [2, h, w] for every label",
               all("cam/" + l in names and len(names["cam/" + l]["data"]) == 2 * names["cam/" + l]["shape"][1] *
                   names["cam/" + l]["shape"][2] for l in man["labels"]))
+
+        # SwinCheX: gradient CAMs, server against salient-run
+        sman = json.load(open(os.path.join(repo, "swinchex-demo", "manifest.json")))
+        check("swinchex-demo's CAM is the gradient map", sman["attention"]["cam"] == "gradient")
+        out = os.path.join(tmp, "swin.safetensors")
+        cmd = [RUN, "--model", os.path.join(repo, "swinchex-demo"), "--output", out, "--attention", "--quiet"]
+        subprocess.run(cmd + sum((["--image", p] for p in paths), []), check=True)
+        ref = read_safetensors(out)
+        st, r = post(srv, "/v1/models/swinchex-demo:predict",
+                     {"instances": [{"image": b} for b in b64], "parameters": {"attention": "maps"}})
+        check("swinchex v1 maps, 3 images: 200", st == 200, json.dumps(r)[:300])
+        worst = 0.0 if st == 200 else float("inf")
+        for i, pred in enumerate(r.get("predictions", [])):
+            c = pred["attention"]["cam"][0]
+            lo, hi = c["range"]
+            n = len(c["map"])
+            worst = max(worst, maxdiff([lo + v * (hi - lo) for v in c["map"]],
+                                       ref["cam/" + c["label"]][1][i * n:(i + 1) * n]) / max(1e-6, abs(hi - lo)))
+        check("swinchex best-label CAMs of a 3-image request equal salient-run's (worst %.2e)" % worst, worst < 1e-5)
+        st, r = post(srv, "/v2/models/swinchex-demo/infer",
+                     {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [3], "data": b64}],
+                      "parameters": {"attention": "maps"}})
+        names = {o["name"]: o for o in r.get("outputs", [])}
+        worst = max((maxdiff(names["cam/" + l]["data"], ref["cam/" + l][1]) if "cam/" + l in names else float("inf"))
+                    for l in sman["labels"])
+        check("swinchex v2 every label's CAM equals salient-run's (worst %.2e log-odds)" % worst, st == 200 and worst < 1e-4)
     sys.exit(t.finish())
 
 

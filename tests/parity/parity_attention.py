@@ -6,14 +6,19 @@ For every demo model under $SALIENT_SRCDIR/models/repo, on held-out synthetic ph
   1. parity: `salient-run --attention` writes each layer map and every label's CAM; PyTorch
      recomputes them from the same weights (salient_export.load.load_model_folder) and the same
      preprocessed input: layer maps mean_c A^2 min-max normalised, exact CAMs w_k . F + b_k for
-     GAP + linear heads, ReciproCAM-style perturbation CAMs (through the real head) for the
-     SwinCheX head and quadrant_ae. Within 1e-4.
+     GAP + linear heads, gradient CAMs for the SwinCheX head (torch's autograd gives
+     d(logit1 - logit0)/dz at the pooled features z; the map is s + g . (F - z)), ReciproCAM-style
+     perturbation CAMs (through the real head) for quadrant_ae and for a copy of swinchex-demo
+     whose manifest asks for them. Within 1e-4.
+  1b. a gradient CAM of a head that IS linear is the exact CAM: swinchex-demo's backbone with a
+     seeded random linear head, salient's "gradient" and "linear" maps of it against each other
+     and against PyTorch.
   2. model randomisation (Adebayo et al. 2018): the top block's weights replaced by random ones
      -> the CAM of the best label must decorrelate: mean Spearman rank correlation with the
      original CAM below 0.5 (a map that barely moves fails).
   3. pointing game: for positive focal findings, the peak of the label's CAM inside the lesion
      box grown by one feature cell; chexnet-demo must reach 80%; every model's rate is printed
-     (the numbers in docs/MODELS.md come from here).
+     (the numbers in docs/MODELS.md come from here), the perturbation copy's for comparison.
 """
 import json
 import os
@@ -115,17 +120,45 @@ def reciprocam(fm, head_probs, k_all, quadrants=False):
     return probs[:, k_all].T.reshape(len(k_all), h, w)
 
 
+def gradient_cams(fms, score):
+    """Gradient CAMs of every label: fms [N, C, h, w] the last feature map, score(z) -> [N, labels]
+    the head's scores of pooled features z [N, C]. z is pooled as the network pools (float32),
+    g = ds_k/dz by autograd, and the map is s_k(z) + g_k . (F(i, j) - z). Returns [N, labels, h, w]."""
+    z = fms.float().mean((2, 3)).detach().requires_grad_(True)
+    s = score(z)
+    g = torch.stack([torch.autograd.grad(s[:, k].sum(), z, retain_graph=True)[0] for k in range(s.shape[1])], 1)
+    d = fms.double() - z.detach().double()[:, :, None, None]
+    return s.detach().double()[:, :, None, None] + torch.einsum("nlc,nchw->nlhw", g.double(), d)
+
+
+def swin_scores(module):
+    """z -> [N, labels]: a Swin head's scores as its gradient CAM differentiates them (SwinCheX:
+    each label's log-odds logit[1] - logit[0]; a linear head: its logits)."""
+    if module.salient_head != "swinchex":
+        return module.head
+    return lambda z: (lambda l: l[:, :, 1] - l[:, :, 0])(module.head(z).view(z.shape[0], -1, 2))
+
+
 def cams(module, man, x):
-    """[N, labels, h, w] CAMs of every label, as salient computes them."""
+    """[N, labels, h, w] CAMs of every label, as salient computes them (the manifest's method)."""
     fam, L = man["family"], len(man["labels"])
     ks = list(range(L))
+    method = man["attention"]["cam"]
+    if fam == "swin" and method == "gradient":
+        with torch.no_grad():
+            fms = module.taps(x)["features"].permute(0, 3, 1, 2)
+        return gradient_cams(fms, swin_scores(module))
     with torch.no_grad():
+        if fam == "swin" and method == "linear":
+            fm = module.taps(x)["features"].permute(0, 3, 1, 2).double()
+            w, b = module.head.weight.double(), module.head.bias.double()
+            return torch.einsum("lc,nchw->nlhw", w, fm) + b.view(1, -1, 1, 1)
         if fam in ("densenet", "resnet"):
             head = module.classifier if fam == "densenet" else module.fc
             fm = module.feature_map(x).double()
             w, b = head.weight.double(), head.bias.double()
             return torch.einsum("lc,nchw->nlhw", w, fm) + b.view(1, -1, 1, 1)
-        if fam == "swin":
+        if fam == "swin" and method == "perturbation":
             fms = module.taps(x)["features"].permute(0, 3, 1, 2)
             hp = lambda p: module.probs(module.head(p))  # noqa: E731
             return torch.stack([reciprocam(f, hp, ks) for f in fms])
@@ -185,6 +218,136 @@ def randomised_copy(model_dir, prefixes, tmp):
 
 # --- the checks -------------------------------------------------------------------------------
 
+def variant(model_dir, tmp, tag, edit, weights=None):
+    """A copy of the model folder named <model>-<tag> whose manifest dict edit(man) changes in
+    place (and whose weights are weights(state_dict) if given)."""
+    dst = os.path.join(tmp, os.path.basename(model_dir) + "-" + tag)
+    shutil.copytree(model_dir, dst)
+    mpath = os.path.join(dst, "manifest.json")
+    with open(mpath) as f:
+        man = json.load(f)
+    edit(man)
+    with open(mpath, "w") as f:
+        json.dump(man, f, indent=2)
+    if weights:
+        sd, _ = read_weights(os.path.join(model_dir, "model.safetensors"))
+        write_safetensors(os.path.join(dst, "model.safetensors"),
+                          {k: v.float().contiguous() for k, v in weights(sd).items()})
+    return dst
+
+
+def with_linear_head(sd):
+    """swinchex-demo's backbone and final norm with a seeded random linear head over the same
+    pooled features (head.weight [labels, features], head.bias) instead of its MLPs."""
+    sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
+    nlab, nfeat = 14, sd["norm.weight"].shape[0]
+    g = torch.Generator().manual_seed(4321)
+    sd["head.weight"] = torch.randn(nlab, nfeat, generator=g) * nfeat ** -0.5
+    sd["head.bias"] = torch.randn(nlab, generator=g) * 0.5
+    return sd
+
+
+def linear_head_manifest(cam):
+    def edit(man):
+        man.update(preset="linear_sigmoid", head={"type": "linear"}, output={"activation": "sigmoid"})
+        man["attention"]["cam"] = cam
+    return edit
+
+
+def check_model(rep, name, model_dir, sets, paths, tmp, rates):
+    """Parity, randomisation and pointing game (the module docstring's 1-3) of one model folder."""
+    module, man = load_model_folder(model_dir)
+    task = "covid" if len(man["labels"]) == 3 else "cxr14"
+    imgs, recs = sets[task]
+    labels = man["labels"]
+    out = run_attention(model_dir, paths[task])
+    x = out["input"]
+
+    # 1. parity on the first 16 images
+    xs = x[:16]
+    ref_layers = layer_tensors(module, man, xs)
+    for k in man["attention"]["layers"]:
+        rep.close("%s layer map %s" % (name, k), out["attention/" + k][:16], layer_map(ref_layers[k]).float(),
+                  LAYER_TOL)
+    ref_cam = cams(module, man, xs)
+    rep.close("%s CAM (%s, %d labels)" % (name, man["attention"]["cam"], len(labels)),
+              salient_cams(out, labels)[:16], ref_cam.float(), TOL)
+    w = out["attention_weight"]
+    rep.check("%s layer weights sum to 1" % name, bool(torch.allclose(w.sum(1), torch.ones(len(w)), atol=1e-5)))
+
+    # 2. randomisation of the top block
+    probs = out["probs"]
+    best = probs.argmax(1)
+    sal = salient_cams(out, labels)
+    rnd_dir, changed = randomised_copy(model_dir, top_block(man), tmp)
+    rout = run_attention(rnd_dir, paths[task][:40])
+    rsal = salient_cams(rout, labels)
+    rho = [spearman(sal[i, best[i]].flatten().numpy(), rsal[i, best[i]].flatten().numpy()) for i in range(40)]
+    mean_rho = float(np.mean(rho))
+    what = "%s randomised top block (%d tensors): mean CAM rank correlation %.3f < 0.5" % (name, changed, mean_rho)
+    # A model that learnt nothing (held-out mean AUC in its provenance below 0.7) has nothing for
+    # its maps to lose: reported, not held to the test.
+    auc = man.get("provenance", {}).get("metrics", {}).get("mean_auc", 1.0)
+    if auc >= 0.7:
+        rep.check(what, changed > 0 and mean_rho < 0.5)
+    else:
+        print("info %s (not checked: held-out mean AUC %.3f, the model did not learn)" % (what, auc))
+
+    # 3. pointing game
+    hits = cases = 0
+    per = {}
+    for i, r in enumerate(recs):
+        for b in r["boxes"]:
+            if b["label"] not in FOCAL[task]:
+                continue
+            cam = sal[i, labels.index(b["label"])].numpy()
+            hit = phantoms.peak_in_box(cam, b["box"], 256, 256, 1.0)
+            hits += hit
+            cases += 1
+            ph = per.setdefault(b["label"], [0, 0])
+            ph[0] += hit
+            ph[1] += 1
+    rate = hits / cases if cases else 0.0
+    rates[name] = (man["attention"]["cam"], rate, per, mean_rho)
+    detail = ", ".join("%s %d/%d" % (k, v[0], v[1]) for k, v in sorted(per.items()))
+    if name == "chexnet-demo":
+        rep.check("chexnet-demo pointing game %.3f >= 0.80 (%s)" % (rate, detail), rate >= 0.80)
+    else:
+        print("info %s pointing game %.3f (%s)" % (name, rate, detail))
+
+
+def check_linear_gradient(rep, model_dir, paths, tmp):
+    """1b: on a head that is linear, the gradient CAM is the exact CAM (both salient's, and
+    PyTorch's exact CAM of the same weights)."""
+    maps = {}
+    for cam in ("gradient", "linear"):
+        d = variant(model_dir, tmp, "linear-" + cam, linear_head_manifest(cam), with_linear_head)
+        module, man = load_model_folder(d)
+        out = run_attention(d, paths["cxr14"][:16])
+        maps[cam] = salient_cams(out, man["labels"])
+    ref = cams(module, man, out["input"])
+    rep.close("swinchex-demo-linear-head gradient CAM = linear CAM (salient, 14 labels)", maps["gradient"],
+              maps["linear"], TOL)
+    rep.close("swinchex-demo-linear-head gradient CAM = PyTorch exact CAM", maps["gradient"], ref.float(), TOL)
+
+
+def check_gradient_refused(rep, paths, tmp):
+    """A gradient CAM where there is no pooled-feature gradient to take: a clear load error."""
+    cases = (("quadrant-demo", "no-gradient", lambda m: m["attention"].__setitem__("cam", "gradient"),
+              "family quadrant_ae cannot differentiate its head"),
+             ("swinchex-demo", "gradient-quadrants",
+              lambda m: m["attention"].update(cam="gradient", cam_pool="quadrants"),
+              "needs global pooling"))
+    for name, tag, edit, want in cases:
+        d = variant(os.path.join(REPO, name), tmp, tag, edit)
+        try:
+            run_attention(d, paths["cxr14"][:1])
+            err = "(loaded)"
+        except RuntimeError as e:
+            err = str(e)
+        rep.check("%s with %s: refused (%s)" % (name, tag, err[-120:]), want in err)
+
+
 def main():
     rep = Report("attention maps")
     sets = {}
@@ -198,73 +361,21 @@ def main():
             if not os.path.isfile(os.path.join(model_dir, "manifest.json")):
                 continue
             with open(os.path.join(model_dir, "manifest.json")) as f:
-                if json.load(f).get("family") not in FAMILIES:
-                    continue
-            module, man = load_model_folder(model_dir)
-            if "attention" not in man:
+                man = json.load(f)
+            if man.get("family") not in FAMILIES or "attention" not in man:
                 continue
-            task = "covid" if len(man["labels"]) == 3 else "cxr14"
-            imgs, recs = sets[task]
-            labels = man["labels"]
-            out = run_attention(model_dir, paths[task])
-            x = out["input"]
-
-            # 1. parity on the first 16 images
-            xs = x[:16]
-            ref_layers = layer_tensors(module, man, xs)
-            for k in man["attention"]["layers"]:
-                rep.close("%s layer map %s" % (name, k), out["attention/" + k][:16], layer_map(ref_layers[k]).float(),
-                          LAYER_TOL)
-            ref_cam = cams(module, man, xs)
-            rep.close("%s CAM (%s, %d labels)" % (name, man["attention"]["cam"], len(labels)),
-                      salient_cams(out, labels)[:16], ref_cam.float(), TOL)
-            w = out["attention_weight"]
-            rep.check("%s layer weights sum to 1" % name, bool(torch.allclose(w.sum(1), torch.ones(len(w)), atol=1e-5)))
-
-            # 2. randomisation of the top block
-            probs = out["probs"]
-            best = probs.argmax(1)
-            sal = salient_cams(out, labels)
-            rnd_dir, changed = randomised_copy(model_dir, top_block(man), tmp)
-            rout = run_attention(rnd_dir, paths[task][:40])
-            rsal = salient_cams(rout, labels)
-            rho = [spearman(sal[i, best[i]].flatten().numpy(), rsal[i, best[i]].flatten().numpy())
-                   for i in range(40)]
-            mean_rho = float(np.mean(rho))
-            what = "%s randomised top block (%d tensors): mean CAM rank correlation %.3f < 0.5" % (name, changed,
-                                                                                              mean_rho)
-            # A model that learnt nothing (held-out mean AUC in its provenance below 0.7) has
-            # nothing for its maps to lose: reported, not held to the test.
-            auc = man.get("provenance", {}).get("metrics", {}).get("mean_auc", 1.0)
-            if auc >= 0.7:
-                rep.check(what, changed > 0 and mean_rho < 0.5)
-            else:
-                print("info %s (not checked: held-out mean AUC %.3f, the model did not learn)" % (what, auc))
-
-            # 3. pointing game
-            hits = cases = 0
-            per = {}
-            for i, r in enumerate(recs):
-                for b in r["boxes"]:
-                    if b["label"] not in FOCAL[task]:
-                        continue
-                    cam = sal[i, labels.index(b["label"])].numpy()
-                    hit = phantoms.peak_in_box(cam, b["box"], 256, 256, 1.0)
-                    hits += hit
-                    cases += 1
-                    ph = per.setdefault(b["label"], [0, 0])
-                    ph[0] += hit
-                    ph[1] += 1
-            rate = hits / cases if cases else 0.0
-            rates[name] = (rate, per)
-            detail = ", ".join("%s %d/%d" % (k, v[0], v[1]) for k, v in sorted(per.items()))
-            if name == "chexnet-demo":
-                rep.check("chexnet-demo pointing game %.3f >= 0.80 (%s)" % (rate, detail), rate >= 0.80)
-            else:
-                print("info %s pointing game %.3f (%s)" % (name, rate, detail))
+            check_model(rep, name, model_dir, sets, paths, tmp, rates)
+            if man.get("head", {}).get("type") == "swinchex":
+                # the other CAM a SwinCheX head offers, selected by a manifest copy
+                other = "perturbation" if man["attention"]["cam"] != "perturbation" else "gradient"
+                d = variant(model_dir, tmp, other, lambda m: m["attention"].__setitem__("cam", other))
+                check_model(rep, "%s (%s)" % (name, other), d, sets, paths, tmp, rates)
+                check_linear_gradient(rep, model_dir, paths, tmp)
+        check_gradient_refused(rep, paths, tmp)
     print("pointing game per demo model (held-out phantoms, CAM peak in the lesion box +- 1 cell):")
-    for name, (rate, per) in rates.items():
-        print("  %-20s %.3f  %s" % (name, rate, ", ".join("%s %d/%d" % (k, v[0], v[1]) for k, v in sorted(per.items()))))
+    for name, (cam, rate, per, rho) in rates.items():
+        print("  %-34s %-12s %.3f  %s  (randomisation rho %.3f)" % (
+            name, cam, rate, ", ".join("%s %d/%d" % (k, v[0], v[1]) for k, v in sorted(per.items())), rho))
     rep.finish()
 
 

@@ -261,7 +261,7 @@ def manifest_for(model, arch, preset, labels, demo=False, provenance=None, versi
         ("labels", list(labels)),
         ("preprocess", dict(pre)),
         ("attention", {"layers": ["stage%d" % (i + 1) for i in range(nstages)],
-                       "cam": "perturbation" if model.salient_head == "swinchex" else "linear",
+                       "cam": "gradient" if model.salient_head == "swinchex" else "linear",
                        "features": "features"}),
         ("provenance", provenance if provenance is not None else "unspecified"),
         ("demo", bool(demo)),
