@@ -92,6 +92,9 @@ struct sw_impl {
     int nhidden;                 /* SwinCheX hidden layers (3) */
     int64_t hidden[SW_MAX_HIDDEN];
     struct eng_linear *mlps;     /* SwinCheX: nlabels * (nhidden + 1) layers, label-major */
+    struct eng_packed_b *mlps_t; /* SwinCheX, where the packed GEMM runs: each layer's W (not W^T),
+                                    packed for the gradient CAMs' backward (same indexing; the
+                                    output layers' entries stay empty), else NULL */
     int64_t state_per;           /* SwinCheX: floats per label in the "head" tap: hidden activations
                                     (layer after layer), then the logit pair */
 };
@@ -392,6 +395,10 @@ static void sw_free_impl(struct sw_impl *s)
         for (int i = 0; i < s->nlabels * (s->nhidden + 1); i++)
             eng_linear_free(&s->mlps[i]);
     free(s->mlps);
+    if (s->mlps_t)
+        for (int i = 0; i < s->nlabels * (s->nhidden + 1); i++)
+            eng_packed_b_free(&s->mlps_t[i]);
+    free(s->mlps_t);
     free(s);
 }
 
@@ -401,6 +408,32 @@ static int sw_check_extra(const struct mdl_weights *w, const char *name, const c
 {
     if (mdl_weights_has(w, name))
         return eng_error("%s: unexpected tensor '%s%s' (%s)", eng_st_path(w->file), w->prefix, name, why);
+    return 0;
+}
+
+/* Each hidden layer's W [out x in] packed as a GEMM's B, for sw_label_backward's G W: its
+ * small products then skip OpenBLAS's per-call packing (most of their cost at 8 rows). */
+static int sw_pack_backward(struct sw_impl *s)
+{
+    int per = s->nhidden + 1;
+    s->mlps_t = calloc((size_t)(s->nlabels * per), sizeof *s->mlps_t);
+    if (!s->mlps_t)
+        return eng_error("out of memory for the SwinCheX heads' backward weights");
+    for (int i = 0; i < s->nlabels * per; i++) {
+        const struct eng_linear *l = &s->mlps[i];
+        if (i % per == s->nhidden)
+            continue;
+        float *wt = malloc(sizeof(float) * (size_t)(l->in * l->out));
+        if (!wt)
+            return eng_error("out of memory for the SwinCheX heads' backward weights");
+        for (int64_t o = 0; o < l->out; o++)
+            for (int64_t c = 0; c < l->in; c++)
+                wt[o * l->in + c] = l->w[c * l->out + o];
+        int rc = eng_pack_b(&s->mlps_t[i], l->name, wt, l->in, l->out, l->in);
+        free(wt);
+        if (rc < 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -445,7 +478,7 @@ static int sw_load_head(const struct mdl_weights *w, struct sw_impl *s)
         if (sw_check_extra(w, n, "the manifest's head.hidden has fewer layers") < 0)
             return -1;
     }
-    return 0;
+    return eng_sgemm_enabled() ? sw_pack_backward(s) : 0;
 }
 
 static int sw_load_weights(const struct mdl_weights *w, struct sw_impl *s)
@@ -788,12 +821,18 @@ static int sw_label_backward(const struct sw_impl *s, struct eng_ctx *ctx, int i
     for (int64_t b = 0; b < n; b++)
         sw_relu_backward(sw_row(&t[j], b), d, s->hidden[j]);
     for (; j >= 0; j--) {
-        struct eng_tensor wt = eng_tensor_make("swinchex W^T", L[j].w, 2, (int64_t[]){L[j].in, L[j].out});
-        if (j == 0)
-            return eng_matmul(ctx, &t[0], false, &wt, true, 1.0f, gz);
         struct eng_tensor g = eng_tensor_make("swinchex gradient", d, 2, (int64_t[]){n, L[j].in});
-        if (eng_matmul(ctx, &t[j], false, &wt, true, 1.0f, &g) < 0)
-            return -1;
+        struct eng_tensor *to = j == 0 ? gz : &g;
+        if (s->mlps_t) {
+            eng_sgemm_packed(n, t[j].data, (int64_t)(t[j].nb[0] / sizeof(float)), &s->mlps_t[i * per + j], 0,
+                             L[j].in, to->data, (int64_t)(to->nb[0] / sizeof(float)), NULL);
+        } else {
+            struct eng_tensor wt = eng_tensor_make("swinchex W^T", L[j].w, 2, (int64_t[]){L[j].in, L[j].out});
+            if (eng_matmul(ctx, &t[j], false, &wt, true, 1.0f, to) < 0)
+                return -1;
+        }
+        if (j == 0)
+            return 0;
         for (int64_t b = 0; b < n; b++)
             sw_relu_backward(sw_row(&t[j - 1], b), d + b * L[j].in, L[j].in);
     }
