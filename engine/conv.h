@@ -18,7 +18,9 @@
  *    x a channel prefix and y a channel slice of one wide buffer (both via their row stride,
  *    eng_tensor_ld), DenseNet's concatenation costs nothing.
  *  - 3x3, stride 1, one group: Winograd F(4x4, 3x3) with weights transformed at load
- *    (engine/winograd.h), 2.25 instead of 9 multiply-adds per output and channel pair.
+ *    (engine/winograd.h), 2.25 instead of 9 multiply-adds per output and channel pair, where
+ *    the map has enough tiles (eng_winograd_use: batch 1's 7x7 maps take im2col, batch 8's
+ *    Winograd; scratch is sized for both).
  *  - depthwise (groups == cin, cout a multiple of cin): a direct loop over channels.
  *  - everything else: im2col of a tile of output pixels into per-thread scratch, one GEMM per
  *    tile and group, bias and activation applied while the tile is still in cache.
