@@ -262,11 +262,10 @@ static void sw_gather(const struct sw_job *job, int64_t w0, int64_t nw, float *x
         }
 }
 
-/* qkv's bias, then q scaled as torch does it, after the bias: q = (x Wq + bq) * hd^-0.5. */
+/* q scaled as torch does it, after the bias (which the product added): q = (x Wq + bq) * hd^-0.5. */
 static void sw_qkv_epilogue(const struct eng_swin_attn *a, float *qkv, int64_t rows)
 {
     int64_t c = a->dim, c3 = 3 * c;
-    eng_bias_act_rows(qkv, rows, c3, c3, a->qkv.bias, ENG_ACT_NONE, 0.0f);
     const float scale = 1.0f / sqrtf((float)a->head_dim);
     for (int64_t r = 0; r < rows; r++) {
         float *q = qkv + r * c3;
@@ -314,18 +313,18 @@ static void sw_scatter(const struct sw_job *job, int64_t w0, int64_t nw, const f
         }
 }
 
-/* y [rows x l->out] = x [rows x l->in] W^T (+ bias when with_bias), on the calling thread:
- * from the packed weights where that GEMM runs (the bias in its store), else OpenBLAS. */
-static void sw_product(const struct eng_linear *l, int64_t rows, const float *x, float *y, bool with_bias)
+/* y [rows x l->out] = x [rows x l->in] W^T + bias, on the calling thread (eng_linear on the
+ * pool's threads is for the few-window path): from the packed weights where that GEMM runs
+ * (the bias in its store), else OpenBLAS. */
+static void sw_product(const struct eng_linear *l, int64_t rows, const float *x, float *y)
 {
-    const float *bias = with_bias ? l->bias : NULL;
     if (l->pw.p) {
-        struct eng_sgemm_ops op = {.bias = bias};
+        struct eng_sgemm_ops op = {.bias = l->bias};
         eng_sgemm_packed(rows, x, l->in, &l->pw, 0, l->out, y, l->out, &op);
         return;
     }
     eng_gemm_serial(false, false, rows, l->out, l->in, 1.0f, x, l->in, l->w, l->out, 0.0f, y, l->out);
-    eng_bias_act_rows(y, rows, l->out, l->out, bias, ENG_ACT_NONE, 0.0f);
+    eng_bias_act_rows(y, rows, l->out, l->out, l->bias, ENG_ACT_NONE, 0.0f);
 }
 
 /* One thread's block of windows, start to end on its own scratch. */
@@ -335,12 +334,12 @@ static void sw_attn_block(const struct sw_job *job, int64_t w0, int64_t nw, floa
     const struct eng_swin_attn *a = job->a;
     int64_t rows = nw * job->g.t;
     sw_gather(job, w0, nw, xb);
-    sw_product(&a->qkv, rows, xb, qkv, false);
+    sw_product(&a->qkv, rows, xb, qkv);
     sw_qkv_epilogue(a, qkv, rows);
     /* the tokens are no longer needed: the attention output goes over them */
     sw_heads(job, w0, nw, qkv, xb, sc, reg, 0, a->heads);
     float *out = qkv; /* [rows, c] */
-    sw_product(&a->proj, rows, xb, out, true);
+    sw_product(&a->proj, rows, xb, out);
     sw_scatter(job, w0, nw, out);
 }
 
@@ -381,22 +380,7 @@ static void sw_few_heads(void *arg, int ith, int nth)
     sw_heads(f->job, 0, f->job->g.nwin, f->qkv, f->o, sc, reg, h0, h1);
 }
 
-/* sw_product over ctx's threads (few windows: the product is split, not the windows). */
-static void sw_rows_product(struct eng_ctx *ctx, const struct eng_linear *l, int64_t rows, float *x, float *y,
-                            bool with_bias)
-{
-    if (l->pw.p) {
-        struct eng_sgemm_ops op = {.bias = with_bias ? l->bias : NULL};
-        struct eng_tensor xt = eng_tensor_make("swin tokens", x, 2, (int64_t[]){rows, l->in});
-        struct eng_tensor yt = eng_tensor_make("swin product", y, 2, (int64_t[]){rows, l->out});
-        (void)eng_rows_gemm_packed(ctx, &xt, &l->pw, &op, NULL, &yt); /* shapes fit by construction */
-        return;
-    }
-    eng_gemm(ctx, false, false, rows, l->out, l->in, 1.0f, x, l->in, l->w, l->out, 0.0f, y, l->out);
-    eng_bias_act_rows(y, rows, l->out, l->out, with_bias ? l->bias : NULL, ENG_ACT_NONE, 0.0f);
-}
-
-static void sw_attn_few(struct eng_ctx *ctx, const struct sw_job *job)
+static int sw_attn_few(struct eng_ctx *ctx, const struct sw_job *job)
 {
     const struct eng_swin_attn *a = job->a;
     const struct sw_geom *g = &job->g;
@@ -404,14 +388,21 @@ static void sw_attn_few(struct eng_ctx *ctx, const struct sw_job *job)
     float *xb = (float *)job->scratch;
     float *qkv = (float *)(job->scratch + sw_align((size_t)(sw_block_windows(g) * g->t * c) * sizeof(float)));
     char *bufs = job->scratch + sw_slice_bytes(a, g);
+    /* Few windows: the products are split across the threads, not the windows. */
+    struct eng_tensor xt = eng_tensor_make("swin tokens", xb, 2, (int64_t[]){rows, c});
+    struct eng_tensor qt = eng_tensor_make("swin qkv", qkv, 2, (int64_t[]){rows, 3 * c});
+    struct eng_tensor ot = eng_tensor_make("swin proj", qkv, 2, (int64_t[]){rows, c});
     sw_gather(job, 0, g->nwin, xb);
-    sw_rows_product(ctx, &a->qkv, rows, xb, qkv, false);
+    if (eng_linear(ctx, &a->qkv, &xt, &qt) < 0)
+        return -1;
     sw_qkv_epilogue(a, qkv, rows);
     struct sw_few_job f = {job, qkv, xb, bufs,
                            sw_align((size_t)(g->t * g->t) * sizeof(float)) + sw_align((size_t)g->t * sizeof(int))};
     eng_parallel(ctx, (int)(a->heads < ctx->nthreads ? a->heads : ctx->nthreads), sw_few_heads, &f);
-    sw_rows_product(ctx, &a->proj, rows, xb, qkv, true);
+    if (eng_linear(ctx, &a->proj, &xt, &ot) < 0)
+        return -1;
     sw_scatter(job, 0, g->nwin, qkv);
+    return 0;
 }
 
 int eng_swin_window_attention(struct eng_ctx *ctx, const struct eng_swin_attn *a, const struct eng_tensor *x,
@@ -442,9 +433,9 @@ int eng_swin_window_attention(struct eng_ctx *ctx, const struct eng_swin_attn *a
         job.scratch = eng_arena_alloc(&ctx->scratch, sw_few_bytes(ctx->nthreads, a, &job.g));
         if (!job.scratch)
             return -1;
-        sw_attn_few(ctx, &job);
+        int rc = sw_attn_few(ctx, &job);
         eng_arena_rewind(&ctx->scratch, mark);
-        return 0;
+        return rc;
     }
     job.nslices = sw_slices(ctx->nthreads, &job.g);
     job.slice_bytes = sw_slice_bytes(a, &job.g);
