@@ -1,6 +1,6 @@
 /* bench_conv.c: GFLOP/s of ResNet-50's and DenseNet-121's convolutions next to OpenBLAS sgemm.
  *
- *   build/bench/bench_conv [--threads N] [--batch N] [--reps N] [--cpu]
+ *   build/bench/bench_conv [--threads N] [--batch N] [--reps N] [--cpu] [--cold]
  *
  * For every convolution of the two networks at 224x224 (torchvision's layer shapes), the
  * engine's eng_conv2d is timed, and so is one OpenBLAS sgemm of the same (M, N, K) with
@@ -15,6 +15,9 @@
  * --cpu times with the process's CPU clock instead of the wall clock: on a loaded machine the
  * CPU an op costs is disturbed far less than its wall time (with --threads 1 it is the op's
  * time on one core; spinning pool workers are counted too).
+ * --cold evicts the caches (writes a 64 MiB buffer) before every timed call, engine and OpenBLAS
+ * alike: the weights then come from memory, as in a batch-1 forward pass of a network whose
+ * weights (ResNet-50: 100 MB) do not fit the cache, instead of from the L3 the previous rep left.
  * Timing is reported, never judged: this is not a test.
  */
 #include "config.h"
@@ -22,6 +25,7 @@
 #include <cblas.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +121,23 @@ static void blas_threads(int n)
 }
 
 static clockid_t clock_id = CLOCK_MONOTONIC;
+static bool cold;
+
+#define EVICT_BYTES ((size_t)64 << 20)
+
+/* With --cold: write a buffer larger than every cache level, so the next call starts cold. */
+static void evict(void)
+{
+    static unsigned char *buf;
+    if (!cold)
+        return;
+    if (!buf && !(buf = malloc(EVICT_BYTES))) {
+        fprintf(stderr, "bench_conv: out of memory\n");
+        exit(1);
+    }
+    static unsigned char v;
+    memset(buf, ++v, EVICT_BYTES);
+}
 
 static double now_s(void)
 {
@@ -145,6 +166,7 @@ static double best_sgemm(int m, int n, int k, int reps)
     float *a = randbuf((size_t)m * k), *b = randbuf((size_t)k * n), *c = randbuf((size_t)m * n);
     double best = INFINITY;
     for (int r = 0; r <= reps; r++) {
+        evict();
         double t0 = now_s();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
         double t = now_s() - t0;
@@ -162,6 +184,7 @@ int main(int argc, char **argv)
                                              {"batch", required_argument, NULL, 'b'},
                                              {"reps", required_argument, NULL, 'r'},
                                              {"cpu", no_argument, NULL, 'c'},
+                                             {"cold", no_argument, NULL, 'C'},
                                              {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -173,8 +196,10 @@ int main(int argc, char **argv)
             reps = atoi(optarg);
         else if (c == 'c')
             clock_id = CLOCK_PROCESS_CPUTIME_ID;
+        else if (c == 'C')
+            cold = true;
         else {
-            fprintf(stderr, "usage: bench_conv [--threads N] [--batch N] [--reps N] [--cpu]\n");
+            fprintf(stderr, "usage: bench_conv [--threads N] [--batch N] [--reps N] [--cpu] [--cold]\n");
             return 2;
         }
     }
@@ -230,6 +255,7 @@ int main(int argc, char **argv)
         s->conv_s = s->obl_s = INFINITY;
         for (int r = 0; r <= reps; r++) {
             for (int v = 0; v < 2; v++) {
+                evict();
                 double t0 = now_s();
                 if (eng_conv2d(&ctx, v ? &obl : &conv, &x, &y) < 0) {
                     fprintf(stderr, "bench_conv: %s\n", eng_errmsg());
@@ -255,8 +281,8 @@ int main(int argc, char **argv)
         shapes[i].gemm_s = best_sgemm((int)shapes[i].gm, (int)shapes[i].gn, (int)shapes[i].gk, reps);
     blas_threads(1); /* the engine's rule, restored */
 
-    printf("salient bench_conv: %d thread(s), batch %d, best of %d runs, %s time\n", threads, batch, reps,
-           clock_id == CLOCK_MONOTONIC ? "wall" : "CPU");
+    printf("salient bench_conv: %d thread(s), batch %d, best of %d runs, %s time%s\n", threads, batch, reps,
+           clock_id == CLOCK_MONOTONIC ? "wall" : "CPU", cold ? ", caches evicted before each call" : "");
 #ifdef HAVE_OPENBLAS_GET_CONFIG
     printf("BLAS: %s\n", openblas_get_config());
 #endif

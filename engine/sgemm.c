@@ -32,6 +32,12 @@
  * paid once per 16 columns of work: DenseNet's 49 x 1152 x 32 im2col fell from 60-74 to 40-53). */
 #define PACK_ROWS_DEFAULT 96
 #define PACK_MIN_COLS 256
+/* The next B block is prefetched in calls of at most this many rows (see the loop below):
+ * with few row tiles per block a block of weights is used a few times only and comes from
+ * memory at batch 1 (ResNet-50's layer4 1x1 at 49 rows, B cold, 2 threads: 107 -> 116-130
+ * GFLOP/s; its 3x3 as a 49 x 4608 x 512 GEMM: 104-108 -> 114-117); with many rows the
+ * blocks are in cache anyway and the prefetches cost 2-4% (3136 x 64 x 256, hot). */
+#define PREFETCH_MAX_ROWS 256
 
 static pthread_once_t sg_once = PTHREAD_ONCE_INIT;
 static bool sg_on;
@@ -164,9 +170,10 @@ enum { CLAMP_NONE, CLAMP_RELU, CLAMP_RELU6 };
  * element p is at a + r * ars + p * aks: a packed panel (ars 1, aks 6) or A itself (ars lda,
  * aks 1). first: C is not read (the product of this block is the whole sum so far). */
 __attribute__((target("avx2,fma"))) static void kernel_6x16(int64_t kc, const float *restrict a, int64_t ars,
-                                                            int64_t aks, const float *restrict b, float *c,
-                                                            int64_t ldc, bool first, bool last, const float *bias,
-                                                            const float *res, int64_t ldr, int clamp)
+                                                            int64_t aks, const float *restrict b, const float *pf,
+                                                            int64_t pf_n, float *c, int64_t ldc, bool first,
+                                                            bool last, const float *bias, const float *res,
+                                                            int64_t ldr, int clamp)
 {
     const float *a0 = a, *a1 = a + ars, *a2 = a + 2 * ars, *a3 = a + 3 * ars, *a4 = a + 4 * ars, *a5 = a + 5 * ars;
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
@@ -185,21 +192,33 @@ __attribute__((target("avx2,fma"))) static void kernel_6x16(int64_t kc, const fl
         c40 = _mm256_loadu_ps(c + 4 * ldc), c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
         c50 = _mm256_loadu_ps(c + 5 * ldc), c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
     }
-#pragma GCC unroll 4
-    for (int64_t p = 0; p < kc; p++, b += NR) {
-        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), x;
-        int64_t o = p * aks;
 /* One row of the 6x16 tile: broadcast A[r][p], two FMAs into the row's accumulators. */
 #define SG_ROW(ar, acc0, acc1)                                                                                    \
     x = _mm256_broadcast_ss((ar) + o), acc0 = _mm256_fmadd_ps(x, b0, acc0), acc1 = _mm256_fmadd_ps(x, b1, acc1)
-        SG_ROW(a0, c00, c01);
-        SG_ROW(a1, c10, c11);
-        SG_ROW(a2, c20, c21);
-        SG_ROW(a3, c30, c31);
-        SG_ROW(a4, c40, c41);
-        SG_ROW(a5, c50, c51);
-#undef SG_ROW
+/* One step of K: a row of the B panel times a column of A's six rows. */
+#define SG_STEP                                                                                                   \
+    __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), x;                                                 \
+    int64_t o = p * aks;                                                                                          \
+    SG_ROW(a0, c00, c01);                                                                                         \
+    SG_ROW(a1, c10, c11);                                                                                         \
+    SG_ROW(a2, c20, c21);                                                                                         \
+    SG_ROW(a3, c30, c31);                                                                                         \
+    SG_ROW(a4, c40, c41);                                                                                         \
+    SG_ROW(a5, c50, c51)
+    int64_t p = 0;
+    /* pf_n lines of the next B block (a panel row is one 64-byte line), one per step: fetched
+     * while this block computes, so a block of weights never waits on memory. */
+#pragma GCC unroll 4
+    for (; p < pf_n; p++, b += NR) {
+        _mm_prefetch((const char *)(pf + p * NR), _MM_HINT_T0);
+        SG_STEP;
     }
+#pragma GCC unroll 4
+    for (; p < kc; p++, b += NR) {
+        SG_STEP;
+    }
+#undef SG_STEP
+#undef SG_ROW
     if (last) {
         if (bias) {
             __m256 b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
@@ -263,15 +282,15 @@ struct sg_tile {
 
 /* One mr x nr tile at C column j (absolute), its A panel ap and B panel bp. Full tiles go
  * straight to C; edge tiles through a 6x16 buffer so the kernel never reads or writes past C. */
-static void tile(const struct sg_tile *t, const float *ap, const float *bp, float *c, int64_t ldc, int64_t j,
-                 const float *res, int64_t ldr, int mr, int nr)
+static void tile(const struct sg_tile *t, const float *ap, const float *bp, const float *pf, int64_t pf_n, float *c,
+                 int64_t ldc, int64_t j, const float *res, int64_t ldr, int mr, int nr)
 {
     const struct eng_sgemm_ops *op = t->op;
     const float *bias = t->last && op && op->bias ? op->bias + j : NULL;
     if (!t->last)
         res = NULL;
     if (mr == MR && nr == NR) {
-        kernel_6x16(t->kc, ap, t->ars, t->aks, bp, c, ldc, t->first, t->last, bias, res, ldr, t->clamp);
+        kernel_6x16(t->kc, ap, t->ars, t->aks, bp, pf, pf_n, c, ldc, t->first, t->last, bias, res, ldr, t->clamp);
     } else {
         float tc[MR * NR], tr[MR * NR], tb[NR] = {0};
         float arows[MR * KC_MAX] __attribute__((aligned(32)));
@@ -292,7 +311,7 @@ static void tile(const struct sg_tile *t, const float *ap, const float *bp, floa
             memcpy(tb, bias, (size_t)nr * sizeof(float));
             bias = tb;
         }
-        kernel_6x16(t->kc, ap, ars, t->aks, bp, tc, NR, t->first, t->last, bias, res, NR, t->clamp);
+        kernel_6x16(t->kc, ap, ars, t->aks, bp, pf, pf_n, tc, NR, t->first, t->last, bias, res, NR, t->clamp);
         copy_block(c, ldc, tc, NR, mr, nr);
     }
     if (t->last && op && t->clamp == CLAMP_NONE && op->act != ENG_ACT_NONE)
@@ -353,12 +372,24 @@ void eng_sgemm_packed(int64_t m, const float *a, int64_t lda, const struct eng_p
             for (int64_t j = c0; j < c1; j += NR) {
                 int nr = (int)(c1 - j < NR ? c1 - j : NR);
                 const float *bp = b->p + (j / NR) * k * NR + k0 * NR;
+                /* The B block after this one (the next panel, or the first of the next K block)
+                 * is fetched while this one computes, each tile of rows fetching its share of
+                 * the lines: at batch 1 the weights come from memory, used by a few tiles only
+                 * (49 rows in ResNet-50's layer4), and no hardware prefetcher guesses the jump
+                 * from one panel to the next (bench/bench_conv --cold). */
+                const float *pf = m > PREFETCH_MAX_ROWS ? NULL
+                                  : j + NR < c1         ? bp + k * NR
+                                  : k0 + t.kc < k       ? b->p + (c0 / NR) * k * NR + (k0 + t.kc) * NR
+                                                        : NULL;
+                int64_t ntiles = (mc + MR - 1) / MR, per = (t.kc + ntiles - 1) / ntiles;
                 for (int64_t i = 0; i < mc; i += MR) {
                     int mr = (int)(mc - i < MR ? mc - i : MR);
                     int64_t row = m0 + i;
                     const float *ap = direct ? a + (m0 + i) * lda + k0 : abuf + i * t.kc;
-                    tile(&t, ap, bp, c + row * ldc + j, ldc, j, res ? res + row * ldr + j : NULL, ldr,
-                         mr, nr);
+                    /* Each tile fetches its share of the next block's lines. */
+                    int64_t l0 = i / MR * per, n = !pf || l0 >= t.kc ? 0 : t.kc - l0 < per ? t.kc - l0 : per;
+                    tile(&t, ap, bp, n ? pf + l0 * NR : NULL, n, c + row * ldc + j, ldc, j,
+                         res ? res + row * ldr + j : NULL, ldr, mr, nr);
                 }
             }
         }
