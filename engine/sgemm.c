@@ -265,6 +265,73 @@ __attribute__((target("avx2,fma"))) static void kernel_6x16(int64_t kc, const fl
     _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
 }
 
+/* The last 1-5 rows of a call, 16 columns wide: kernel_6x16's step, store and epilogue on mr
+ * accumulator pairs (mr a constant in each instance below, so the arrays live in registers).
+ * Through the 6x16 kernel these rows cost a whole tile plus copies in and out: 49-row calls
+ * (ResNet-50's layer4 at batch 1) did 54 rows of work. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+kernel_rows(const int mr, int64_t kc, const float *restrict a, int64_t ars, int64_t aks, const float *restrict b,
+            float *c, int64_t ldc, bool first, bool last, const float *bias, const float *res, int64_t ldr, int clamp)
+{
+    /* Named accumulators, each row's statements behind "mr > r": an array of vectors ended up
+     * on the stack. */
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41;
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = _mm256_setzero_ps();
+#define SG_EACH(OP) OP(0, c00, c01) OP(1, c10, c11) OP(2, c20, c21) OP(3, c30, c31) OP(4, c40, c41)
+#define SG_LOAD(r, x0, x1)                                                                                        \
+    if (mr > r && !first)                                                                                         \
+        x0 = _mm256_loadu_ps(c + r * ldc), x1 = _mm256_loadu_ps(c + r * ldc + 8);
+    SG_EACH(SG_LOAD)
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; p++, b += NR) {
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), x;
+#define SG_FMA(r, x0, x1)                                                                                         \
+    if (mr > r)                                                                                                   \
+        x = _mm256_broadcast_ss(a + r * ars + p * aks), x0 = _mm256_fmadd_ps(x, b0, x0), x1 = _mm256_fmadd_ps(x, b1, x1);
+        SG_EACH(SG_FMA)
+    }
+    __m256 bb0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps(), bb1 = bias ? _mm256_loadu_ps(bias + 8) : bb0;
+    __m256 z = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+#define SG_STORE(r, x0, x1)                                                                                       \
+    if (mr > r) {                                                                                                 \
+        if (last) {                                                                                               \
+            x0 = _mm256_add_ps(x0, bb0), x1 = _mm256_add_ps(x1, bb1);                                             \
+            if (res)                                                                                              \
+                x0 = _mm256_add_ps(x0, _mm256_loadu_ps(res + r * ldr)),                                           \
+                x1 = _mm256_add_ps(x1, _mm256_loadu_ps(res + r * ldr + 8));                                       \
+            if (clamp != CLAMP_NONE)                                                                              \
+                x0 = _mm256_max_ps(x0, z), x1 = _mm256_max_ps(x1, z);                                             \
+            if (clamp == CLAMP_RELU6)                                                                             \
+                x0 = _mm256_min_ps(x0, six), x1 = _mm256_min_ps(x1, six);                                         \
+        }                                                                                                         \
+        _mm256_storeu_ps(c + r * ldc, x0), _mm256_storeu_ps(c + r * ldc + 8, x1);                                 \
+    }
+    SG_EACH(SG_STORE)
+#undef SG_STORE
+#undef SG_FMA
+#undef SG_LOAD
+#undef SG_EACH
+}
+
+__attribute__((target("avx2,fma"))) static void kernel_tail(int mr, int64_t kc, const float *restrict a, int64_t ars,
+                                                            int64_t aks, const float *restrict b, float *c,
+                                                            int64_t ldc, bool first, bool last, const float *bias,
+                                                            const float *res, int64_t ldr, int clamp)
+{
+    switch (mr) {
+#define SG_TAIL(n)                                                                                                \
+    case n:                                                                                                       \
+        kernel_rows(n, kc, a, ars, aks, b, c, ldc, first, last, bias, res, ldr, clamp);                           \
+        break
+        SG_TAIL(1);
+        SG_TAIL(2);
+        SG_TAIL(3);
+        SG_TAIL(4);
+        SG_TAIL(5);
+#undef SG_TAIL
+    }
+}
+
 /* Copy an mr x nr block between buffers with their own leading dimensions. */
 static void copy_block(float *dst, int64_t ldd, const float *src, int64_t lds, int mr, int nr)
 {
@@ -291,6 +358,8 @@ static void tile(const struct sg_tile *t, const float *ap, const float *bp, cons
         res = NULL;
     if (mr == MR && nr == NR) {
         kernel_6x16(t->kc, ap, t->ars, t->aks, bp, pf, pf_n, c, ldc, t->first, t->last, bias, res, ldr, t->clamp);
+    } else if (nr == NR) {
+        kernel_tail(mr, t->kc, ap, t->ars, t->aks, bp, c, ldc, t->first, t->last, bias, res, ldr, t->clamp);
     } else {
         float tc[MR * NR], tr[MR * NR], tb[NR] = {0};
         float arows[MR * KC_MAX] __attribute__((aligned(32)));
