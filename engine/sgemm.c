@@ -287,7 +287,8 @@ kernel_rows(const int mr, int64_t kc, const float *restrict a, int64_t ars, int6
         __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), x;
 #define SG_FMA(r, x0, x1)                                                                                         \
     if (mr > r)                                                                                                   \
-        x = _mm256_broadcast_ss(a + r * ars + p * aks), x0 = _mm256_fmadd_ps(x, b0, x0), x1 = _mm256_fmadd_ps(x, b1, x1);
+        x = _mm256_broadcast_ss(a + r * ars + p * aks), x0 = _mm256_fmadd_ps(x, b0, x0),                          \
+        x1 = _mm256_fmadd_ps(x, b1, x1);
         SG_EACH(SG_FMA)
     }
     __m256 bb0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps(), bb1 = bias ? _mm256_loadu_ps(bias + 8) : bb0;
