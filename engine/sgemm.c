@@ -80,28 +80,50 @@ bool eng_sgemm_enabled(void)
     return sg_on;
 }
 
+int64_t eng_packed_b_floats(int64_t k, int64_t n)
+{
+    return (n + NR - 1) / NR * k * NR;
+}
+
+void eng_pack_b_into(struct eng_packed_b *pb, float *dst, const float *b, int64_t ldb, int64_t k, int64_t n,
+                     bool trans)
+{
+    int64_t panels = (n + NR - 1) / NR;
+    for (int64_t j = 0; j < panels; j++) {
+        float *d = dst + j * k * NR;
+        int64_t cols = n - j * NR < NR ? n - j * NR : NR;
+        if (trans) {
+            for (int64_t q = 0; q < cols; q++) {
+                const float *src = b + (j * NR + q) * ldb;
+                for (int64_t p = 0; p < k; p++)
+                    d[p * NR + q] = src[p];
+            }
+            for (int64_t p = 0; p < k && cols < NR; p++)
+                memset(d + p * NR + cols, 0, (size_t)(NR - cols) * sizeof(float));
+            continue;
+        }
+        for (int64_t p = 0; p < k; p++) {
+            memcpy(d + p * NR, b + p * ldb + j * NR, (size_t)cols * sizeof(float));
+            memset(d + p * NR + cols, 0, (size_t)(NR - cols) * sizeof(float));
+        }
+    }
+    pb->p = dst;
+    pb->k = k;
+    pb->n = n;
+}
+
 int eng_pack_b(struct eng_packed_b *pb, const char *name, const float *b, int64_t ldb, int64_t k, int64_t n)
 {
     memset(pb, 0, sizeof *pb);
     if (k < 1 || n < 1 || ldb < n)
         return eng_error("pack '%s': bad GEMM weights k=%lld n=%lld ldb=%lld", name ? name : "", (long long)k,
                          (long long)n, (long long)ldb);
-    int64_t panels = (n + NR - 1) / NR;
-    size_t bytes = (size_t)(panels * k * NR) * sizeof(float);
-    pb->p = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!pb->p)
+    size_t bytes = (size_t)eng_packed_b_floats(k, n) * sizeof(float);
+    float *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!p)
         return eng_error("pack '%s': out of memory for %lld x %lld packed weights", name ? name : "", (long long)k,
                          (long long)n);
-    for (int64_t j = 0; j < panels; j++) {
-        float *d = pb->p + j * k * NR;
-        int64_t cols = n - j * NR < NR ? n - j * NR : NR;
-        for (int64_t p = 0; p < k; p++) {
-            memcpy(d + p * NR, b + p * ldb + j * NR, (size_t)cols * sizeof(float));
-            memset(d + p * NR + cols, 0, (size_t)(NR - cols) * sizeof(float));
-        }
-    }
-    pb->k = k;
-    pb->n = n;
+    eng_pack_b_into(pb, p, b, ldb, k, n, false);
     return 0;
 }
 

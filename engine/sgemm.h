@@ -66,6 +66,16 @@ bool eng_sgemm_enabled(void);
  * -1 with a message naming the layer (bad sizes, out of memory), leaving pb empty. */
 int eng_pack_b(struct eng_packed_b *pb, const char *name, const float *b, int64_t ldb, int64_t k, int64_t n);
 
+/* Floats of a packed B of k x n (n rounded up to whole 16-column panels). */
+int64_t eng_packed_b_floats(int64_t k, int64_t n);
+
+/* Packs B[k x n] (row p at b + p * ldb), or with trans the B whose column j is row j of b
+ * (B = b^T, b being n x k with leading dimension ldb), into dst (eng_packed_b_floats(k, n)
+ * floats, 32-byte aligned), and describes it in pb, which does not own dst (never free it):
+ * per-call operands such as an attention head's keys and values. */
+void eng_pack_b_into(struct eng_packed_b *pb, float *dst, const float *b, int64_t ldb, int64_t k, int64_t n,
+                     bool trans);
+
 /* Releases pb's panels; pb is empty afterwards (freeing twice is harmless). */
 void eng_packed_b_free(struct eng_packed_b *pb);
 

@@ -9,6 +9,7 @@
 #include "engine/error.h"
 #include "engine/gemm.h"
 #include "engine/norm.h"
+#include "engine/sgemm.h"
 
 /* Windows are processed in blocks of about this many tokens per thread, so the qkv and proj
  * GEMMs see a few hundred rows (efficient) while the working set stays in L2. */
@@ -117,13 +118,29 @@ static int sw_slices(int nthreads, const struct sw_geom *g)
     return (int)(s < g->nwin ? s : g->nwin);
 }
 
+/* Scores' row stride: whole 16-column panels, so the q k^T product runs on full tiles. */
+static int64_t sw_score_ld(int64_t t)
+{
+    return (t + ENG_SGEMM_NR - 1) / ENG_SGEMM_NR * ENG_SGEMM_NR;
+}
+
+/* Bytes of one head's work area: its scores, then (packed GEMM) its keys packed as k^T and its
+ * values packed, the per-call B operands of the two products. */
+static size_t sw_head_bytes(const struct eng_swin_attn *a, const struct sw_geom *g)
+{
+    int64_t t = g->t, hd = a->head_dim;
+    return sw_align((size_t)(t * sw_score_ld(t)) * sizeof(float)) +
+           sw_align((size_t)eng_packed_b_floats(hd, t) * sizeof(float)) +
+           sw_align((size_t)eng_packed_b_floats(t, hd) * sizeof(float));
+}
+
 /* Bytes of one thread's slice: tokens X (reused for the attention output), qkv (reused for the
- * projection), one head's scores, the tokens' region labels. */
+ * projection), one head's work area, the tokens' region labels. */
 static size_t sw_slice_bytes(const struct eng_swin_attn *a, const struct sw_geom *g)
 {
     size_t rows = (size_t)(sw_block_windows(g) * g->t), c = (size_t)a->dim;
     return sw_align(rows * c * sizeof(float)) + sw_align(rows * 3 * c * sizeof(float)) +
-           sw_align((size_t)(g->t * g->t) * sizeof(float)) + sw_align((size_t)g->t * sizeof(int));
+           sw_head_bytes(a, g) + sw_align((size_t)g->t * sizeof(int));
 }
 
 /* Fewer windows than threads (Swin-T's last stage at batch 1 is one window): rather than leave
@@ -136,7 +153,7 @@ static bool sw_few(int nthreads, const struct sw_geom *g)
 
 static size_t sw_few_bytes(int nthreads, const struct eng_swin_attn *a, const struct sw_geom *g)
 {
-    return sw_slice_bytes(a, g) + (size_t)nthreads * sw_align((size_t)(g->t * g->t) * sizeof(float)) +
+    return sw_slice_bytes(a, g) + (size_t)nthreads * sw_head_bytes(a, g) +
            (size_t)nthreads * sw_align((size_t)g->t * sizeof(int));
 }
 
@@ -211,18 +228,18 @@ static inline float sw_exp_neg(float x)
     return p * scale;
 }
 
-/* Rows [0, t) of one head's scores: + relative position bias (+ -100 between regions of a
+/* Rows [0, t) of one head's scores (row stride ld): + relative position bias (+ -100 between regions of a
  * shifted map), then softmax, in one pass over each row while it is in L1. */
 /* Not under ThreadSanitizer: the ifunc resolver that picks the clone runs while the loader
  * relocates the program, before TSan's runtime is up, and GCC instruments it anyway (crash). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("avx2", "default"))) /* 8 lanes where the CPU has them */
 #endif
-static void sw_softmax_rows(float *sc, int64_t t, const float *bias, const int *reg, bool masked)
+static void sw_softmax_rows(float *sc, int64_t t, int64_t ld, const float *bias, const int *reg, bool masked)
 {
     float mask[64 * 64]; /* t <= 64 * 64, eng_swin_attn_init's limit */
     for (int64_t i = 0; i < t; i++) {
-        float *s = sc + i * t;
+        float *s = sc + i * ld;
         const float *b = bias + i * t;
         if (masked) {
             for (int64_t j = 0; j < t; j++)
@@ -279,8 +296,10 @@ static void sw_heads(const struct sw_job *job, int64_t w0, int64_t nw, const flo
                      int *reg, int64_t h0, int64_t h1)
 {
     const struct eng_swin_attn *a = job->a;
-    int64_t t = job->g.t, c = a->dim, c3 = 3 * c, hd = a->head_dim;
-    bool masked = job->g.sh > 0 || job->g.sw > 0;
+    int64_t t = job->g.t, c = a->dim, c3 = 3 * c, hd = a->head_dim, ld = sw_score_ld(t);
+    bool masked = job->g.sh > 0 || job->g.sw > 0, packed = eng_sgemm_enabled();
+    float *kt = (float *)((char *)sc + sw_align((size_t)(t * ld) * sizeof(float)));
+    float *vp = (float *)((char *)kt + sw_align((size_t)eng_packed_b_floats(hd, t) * sizeof(float)));
     for (int64_t w = 0; w < nw; w++) {
         const float *qw = qkv + w * t * c3;
         float *ow = o + w * t * c;
@@ -288,9 +307,22 @@ static void sw_heads(const struct sw_job *job, int64_t w0, int64_t nw, const flo
             for (int64_t k = 0; k < t; k++)
                 (void)sw_pixel(job, job->x, w0 + w, k, &reg[k]);
         for (int64_t h = h0; h < h1; h++) {
-            eng_gemm_serial(false, true, t, t, hd, 1.0f, qw + h * hd, c3, qw + c + h * hd, c3, 0.0f, sc, t);
-            sw_softmax_rows(sc, t, a->bias + h * t * t, reg, masked);
-            eng_gemm_serial(false, false, t, hd, t, 1.0f, sc, t, qw + 2 * c + h * hd, c3, 0.0f, ow + h * hd, c);
+            const float *q = qw + h * hd, *k = qw + c + h * hd, *v = qw + 2 * c + h * hd;
+            if (!packed) {
+                eng_gemm_serial(false, true, t, t, hd, 1.0f, q, c3, k, c3, 0.0f, sc, t);
+                sw_softmax_rows(sc, t, t, a->bias + h * t * t, reg, masked);
+                eng_gemm_serial(false, false, t, hd, t, 1.0f, sc, t, v, c3, 0.0f, ow + h * hd, c);
+                continue;
+            }
+            /* On the packed GEMM, k^T and v packed here as its B operands: OpenBLAS packed
+             * both operands of these 49 x 49 x 32 products and zeroed C on every call. */
+            struct eng_packed_b kb, vb;
+            eng_pack_b_into(&kb, kt, k, c3, hd, t, true);
+            kb.n = ld; /* the panel's zero columns fill the scores' padding: full tiles only */
+            eng_sgemm_packed(t, q, c3, &kb, 0, ld, sc, ld, NULL);
+            sw_softmax_rows(sc, t, ld, a->bias + h * t * t, reg, masked);
+            eng_pack_b_into(&vb, vp, v, c3, t, hd, false);
+            eng_sgemm_packed(t, sc, ld, &vb, 0, hd, ow + h * hd, c, NULL);
         }
     }
 }
@@ -355,7 +387,7 @@ static void sw_attn_task(void *arg, int ith, int nth)
     float *qkv = (float *)s;
     s += sw_align((size_t)(rows * 3 * c) * sizeof(float));
     float *sc = (float *)s;
-    s += sw_align((size_t)(g->t * g->t) * sizeof(float));
+    s += sw_head_bytes(job->a, g);
     int *reg = (int *)s;
     eng_split(g->nwin, ith, nth, &b0, &b1);
     for (int64_t w = b0; w < b1; w += wb)
@@ -376,7 +408,7 @@ static void sw_few_heads(void *arg, int ith, int nth)
     int64_t h0, h1;
     eng_split(f->job->a->heads, ith, nth, &h0, &h1);
     float *sc = (float *)(f->bufs + (size_t)ith * f->buf_bytes);
-    int *reg = (int *)((char *)sc + sw_align((size_t)(f->job->g.t * f->job->g.t) * sizeof(float)));
+    int *reg = (int *)((char *)sc + sw_head_bytes(f->job->a, &f->job->g));
     sw_heads(f->job, 0, f->job->g.nwin, f->qkv, f->o, sc, reg, h0, h1);
 }
 
@@ -397,7 +429,7 @@ static int sw_attn_few(struct eng_ctx *ctx, const struct sw_job *job)
         return -1;
     sw_qkv_epilogue(a, qkv, rows);
     struct sw_few_job f = {job, qkv, xb, bufs,
-                           sw_align((size_t)(g->t * g->t) * sizeof(float)) + sw_align((size_t)g->t * sizeof(int))};
+                           sw_head_bytes(a, g) + sw_align((size_t)g->t * sizeof(int))};
     eng_parallel(ctx, (int)(a->heads < ctx->nthreads ? a->heads : ctx->nthreads), sw_few_heads, &f);
     if (eng_linear(ctx, &a->proj, &xt, &ot) < 0)
         return -1;
