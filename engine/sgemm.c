@@ -25,12 +25,14 @@
 #define KC_DEFAULT 256
 #define MC_MAX 288
 #define KC_MAX 512
-/* A is packed, prologue or not, for a call of at most PACK_ROWS rows and at least PACK_MIN_COLS
- * columns: few rows re-read from six row streams for every panel ran 15-20% slower than one
- * packed stream (bench_conv, 1 thread, ResNet-50's 49-row layer4 1x1 convolutions: 53-60 ->
- * 56-75 GFLOP/s), while for narrow outputs the packing pass costs more than it saves (it is
- * paid once per 16 columns of work: DenseNet's 49 x 1152 x 32 im2col fell from 60-74 to 40-53). */
-#define PACK_ROWS_DEFAULT 96
+/* Without a prologue A is read in place (six row streams), whatever the call's shape, unless
+ * SALIENT_GEMM_PACK_ROWS (tuning only) asks to pack calls of at most that many rows and at least
+ * PACK_MIN_COLS columns. Packing them (96 rows) had paid while a call's last rows went through
+ * copies of six whole rows of A (15-20% on ResNet-50's 49-row layer4); with kernel_tail reading
+ * only its rows it costs more than it saves: in-process interleaved, 2 threads, packed ->
+ * in place, 49 x 4608 x 512 122.6 -> 135.7 GFLOP/s, 49 x 2048 x 512 135.2 -> 146.6, 8 x 768 x
+ * 3072 105.5 -> 112.6, the rest level (49 x 512 x 2048, 96 x 1024 x 1024, 1 x 2048 x 1000). */
+#define PACK_ROWS_DEFAULT 0
 #define PACK_MIN_COLS 256
 /* The next B block is prefetched in calls of at most this many rows (see the loop below):
  * with few row tiles per block a block of weights is used a few times only and comes from
@@ -506,8 +508,7 @@ void eng_sgemm_packed(int64_t m, const float *a, int64_t lda, const struct eng_p
     /* K in near-equal blocks of at most KC, so no block is a thin remainder. */
     int64_t nkb = (k + sg_kc - 1) / sg_kc, kcb = (k + nkb - 1) / nkb;
     /* Without a prologue the kernel reads A in place (6 row streams): packing would cost a pass
-     * over A per K block for little gain at the engine's N (64-512 columns), except for short
-     * and wide calls (PACK_ROWS). */
+     * over A per K block for no gain (PACK_ROWS_DEFAULT). */
     bool direct = !(op && (op->a_scale || op->a_shift || op->a_relu)) && !sg_pack_a &&
                   !(m <= sg_pack_rows && c1 - c0 >= PACK_MIN_COLS);
     struct sg_tile t = {0, direct ? lda : 1, direct ? 1 : MR, false, false, CLAMP_NONE, op};

@@ -11,17 +11,21 @@
  * C[m x n] = A[m x k] (activations: NHWC rows, any lda) x B[k x n] (weights). B is packed at
  * load into 16-column panels (each k x 16 floats, zero beyond n), the layout the 6x16 AVX2/FMA
  * micro-kernel streams; OpenBLAS instead repacks B on every call, which cost 15% of ResNet-50.
- * A is read in place (six row streams, any lda) unless a prologue is asked for or the call is
- * short and wide (at most 96 rows, at least 256 columns: batch 1's 7x7 layers): then each block
+ * A is read in place (six row streams, any lda) unless a prologue is asked for: then each block
  * of MC rows x KC columns is packed by the calling thread (through the per-column affine + ReLU:
- * DenseNet's norm1, fused into the 1x1 convolution that follows it) into a per-thread buffer
- * allocated on the thread's first call and freed when it exits. K is split into near-equal
- * blocks of at most KC so a block of a B panel (KC x 16) stays in L1 while A streams from L2.
+ * DenseNet's norm1, fused into the 1x1 convolution that follows it; AVX2, the next rows
+ * prefetched) into a per-thread buffer allocated on the thread's first call and freed when it
+ * exits. K is split into near-equal blocks of at most KC so a block of a B panel (KC x 16)
+ * stays in L1 while A streams from L2; in calls of at most 256 rows (batch 1's late layers,
+ * whose weights come from memory and serve a few row tiles only) each block prefetches the next
+ * one's lines. A call's last 1-5 rows run on a kernel of their own (no copies, no wasted rows).
  * The epilogue runs in the micro-kernel's store, while the 6x16 tile is in registers: bias
- * (batch norm folded), an optional residual add (ResNet's identity) and ReLU/ReLU6 (other
- * activations are applied to the tile right after, still in L1). C is written, never read
- * except between K blocks, so no zeroing pass; ldc lets C be a channel slice of a wider buffer.
- * Threads are the caller's business (engine/linear.c splits rows or 16-column blocks).
+ * (batch norm folded), an optional residual add (ResNet's identity) and ReLU, ReLU6 or GELU
+ * (other activations are applied to the tile right after, still in L1). C is written, never
+ * read except between K blocks, so no zeroing pass; ldc lets C be a channel slice of a wider
+ * buffer. Threads are the caller's business (engine/linear.c splits rows or 16-column blocks).
+ * B may also be packed per call into a caller's buffer (eng_pack_b_into, from B or B^T: Swin's
+ * keys and values for the attention products).
  *
  * Numerics: each output is a plain sum over k in order, within a K block, blocks added in
  * order (like OpenBLAS, no compensated summation).
@@ -29,7 +33,8 @@
  * SALIENT_GEMM=openblas in the environment (read once), or a CPU without AVX2+FMA, turns it
  * off: eng_sgemm_enabled() is then false and the callers keep OpenBLAS. SALIENT_GEMM_MC,
  * SALIENT_GEMM_KC, SALIENT_GEMM_PACK_A (pack A even without a prologue) and SALIENT_GEMM_PACK_ROWS
- * (the most rows of a call whose A is packed anyway, when it is at least 256 columns wide) are for tuning.
+ * (pack A of calls of at most that many rows when at least 256 columns wide; default 0) are for
+ * tuning.
  */
 #ifndef SALIENT_ENGINE_SGEMM_H
 #define SALIENT_ENGINE_SGEMM_H

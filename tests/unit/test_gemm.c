@@ -75,7 +75,7 @@ static const struct pk_case pk_cases[] = {
     {149, 31, 1000, 0, 2, 16, 0, false, true, true, ENG_ACT_GELU},
     {300, 64, 147, 1, 0, 0, 0, true, false, true, ENG_ACT_NONE},
     {37, 130, 64, 0, 7, 32, 129, true, true, true, ENG_ACT_RELU},
-    /* last row tiles of 2, 3 and 4 rows (kernel_tail), A packed (short and wide) and read in place */
+    /* last row tiles of 2, 3 and 4 rows (kernel_tail), A read in place */
     {50, 300, 40, 1, 2, 0, 0, true, true, false, ENG_ACT_RELU6},
     {99, 32, 20, 0, 0, 0, 0, false, false, false, ENG_ACT_GELU},
     {196, 64, 300, 2, 1, 0, 0, true, true, false, ENG_ACT_RELU},
