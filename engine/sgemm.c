@@ -40,6 +40,9 @@
  * GFLOP/s; its 3x3 as a 49 x 4608 x 512 GEMM: 104-108 -> 114-117); with many rows the
  * blocks are in cache anyway and the prefetches cost 2-4% (3136 x 64 x 256, hot). */
 #define PREFETCH_MAX_ROWS 256
+/* The next A block is prefetched in calls of more than PREFETCH_MAX_ROWS rows and at most
+ * this many columns (see the loop below). */
+#define PREFETCH_A_MAX_COLS 64
 /* Floats past the packed A that pack_a's last store may write (A buffers are this much longer). */
 #define PACK_SLACK 8
 
@@ -528,6 +531,28 @@ void eng_sgemm_packed(int64_t m, const float *a, int64_t lda, const struct eng_p
             t.last = k0 + t.kc == k;
             if (!direct)
                 pack_a(a + m0 * lda + k0, lda, mc, t.kc, k0, op, abuf);
+            /* Long, narrow calls reading A in place: the next A block (the next K block of these
+             * rows, or the next rows' first) is fetched into L2 while this one computes, a few
+             * lines before each tile. A is the last layer's output, megabytes at batch 8, its
+             * rows of kc floats too short a stream for the hardware prefetcher, and with few
+             * panels a block is not reused long enough to hide the misses. 2 threads, A cold,
+             * interleaved: 25088 x 256 x 64 106 -> 127 GFLOP/s, 25088 x 64 x 64 120 -> 127;
+             * level or within +-3% at 128 columns and more, hence the limit. */
+            const float *na = NULL;
+            int64_t lpr = 0, nlines = 0, li = 0;
+            if (direct && m > PREFETCH_MAX_ROWS && c1 - c0 <= PREFETCH_A_MAX_COLS) {
+                int64_t nrows = 0, ncols = 0;
+                if (k0 + t.kc < k) {
+                    na = a + m0 * lda + k0 + t.kc, nrows = mc, ncols = k - k0 - t.kc < kcb ? k - k0 - t.kc : kcb;
+                } else if (m0 + mc < m) {
+                    na = a + (m0 + mc) * lda, nrows = m - m0 - mc < mcb ? m - m0 - mc : mcb;
+                    ncols = k < kcb ? k : kcb;
+                }
+                lpr = (ncols + 15) / 16;
+                nlines = nrows * lpr;
+            }
+            int64_t calls = (c1 - c0 + NR - 1) / NR * ((mc + MR - 1) / MR);
+            int64_t per_call = (nlines + calls - 1) / calls;
             for (int64_t j = c0; j < c1; j += NR) {
                 int nr = (int)(c1 - j < NR ? c1 - j : NR);
                 const float *bp = b->p + (j / NR) * k * NR + k0 * NR;
@@ -545,6 +570,8 @@ void eng_sgemm_packed(int64_t m, const float *a, int64_t lda, const struct eng_p
                     int mr = (int)(mc - i < MR ? mc - i : MR);
                     int64_t row = m0 + i;
                     const float *ap = direct ? a + (m0 + i) * lda + k0 : abuf + i * t.kc;
+                    for (int64_t q = 0; q < per_call && li < nlines; q++, li++)
+                        _mm_prefetch((const char *)(na + li / lpr * lda + li % lpr * 16), _MM_HINT_T1);
                     /* Each tile fetches its share of the next block's lines. */
                     int64_t l0 = i / MR * per, n = !pf || l0 >= t.kc ? 0 : t.kc - l0 < per ? t.kc - l0 : per;
                     tile(&t, ap, bp, n ? pf + l0 * NR : NULL, n, c + row * ldc + j, ldc, j,

@@ -79,6 +79,8 @@ static const struct pk_case pk_cases[] = {
     {50, 300, 40, 1, 2, 0, 0, true, true, false, ENG_ACT_RELU6},
     {99, 32, 20, 0, 0, 0, 0, false, false, false, ENG_ACT_GELU},
     {196, 64, 300, 2, 1, 0, 0, true, true, false, ENG_ACT_RELU},
+    /* long and narrow, A in place over several row and K blocks (the next A block prefetched) */
+    {400, 48, 600, 3, 0, 0, 0, true, true, false, ENG_ACT_RELU},
 };
 
 static float urand(unsigned *s)
