@@ -261,10 +261,20 @@ __attribute__((target("avx2,fma"))) static void kernel_6x16(int64_t kc, const fl
 {
     const float *a0 = a, *a1 = a + ars, *a2 = a + 2 * ars, *a3 = a + 3 * ars, *a4 = a + 4 * ars, *a5 = a + 5 * ars;
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-    /* C's lines are fetched while the K loop runs, not when the stores reach them. */
-    for (int r = 0; r < MR; r++) {
+    /* C's lines, and the residual's on the last K block, for this tile and the next one down
+     * (rows 6-11, in the caller's next call), are fetched while the K loop runs, not when the
+     * epilogue reaches them: at batch 8 both are tens of megabytes streamed from memory, and a
+     * short K (ResNet-50's layer1: 64) left each tile stalled on its residual. 2 threads,
+     * in-process interleaved, with residual: 25088 x 64 x 256 52-63 -> 71-101 GFLOP/s, 6272 x
+     * 128 x 512 69-87 -> 85-117, 1568 x 256 x 1024 113-116 -> 133-134, 392 x 512 x 2048 116-122
+     * -> 128-132. Rows past C's end are never read: a prefetch does not fault. */
+    for (int r = 0; r < 2 * MR; r++) {
         _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(c + r * ldc + 15), _MM_HINT_T0);
+        if (last && res) {
+            _mm_prefetch((const char *)(res + r * ldr), _MM_HINT_T0);
+            _mm_prefetch((const char *)(res + r * ldr + 15), _MM_HINT_T0);
+        }
     }
     if (first) {
         c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
