@@ -210,26 +210,33 @@ static inline void wg_load_part(wg_v8 *v, const float *p, int64_t cb)
 #define WG_CLONES
 #endif
 
+/* Tile t's 6x6 input patch: src[i][k] points at pixel (i, k)'s channels, or is NULL in the
+ * padding; true when the whole patch is inside the map. */
+static inline bool wg_patch(const struct wg_job *j, int64_t t, const float *src[WG_A][WG_A])
+{
+    const struct eng_tensor *x = j->x;
+    int64_t h = x->ne[1], w = x->ne[2], per_img = j->pl.th * j->pl.tw;
+    int64_t b = t / per_img, r = t % per_img;
+    int64_t iy0 = (r / j->pl.tw) * WG_M - j->pt, ix0 = (r % j->pl.tw) * WG_M - j->pl_;
+    const char *base = (const char *)x->data + b * x->nb[0];
+    for (int i = 0; i < WG_A; i++)
+        for (int k = 0; k < WG_A; k++) {
+            int64_t iy = iy0 + i, ix = ix0 + k;
+            src[i][k] = iy >= 0 && iy < h && ix >= 0 && ix < w
+                            ? (const float *)(base + iy * x->nb[1] + ix * x->nb[2])
+                            : NULL;
+        }
+    return iy0 >= 0 && iy0 + WG_A <= h && ix0 >= 0 && ix0 + WG_A <= w;
+}
+
 /* Tiles [t0, t1) of the block starting at tile tb into V[xi][t - tb][c] (rows block apart). */
 WG_CLONES
 static void wg_input(const struct wg_job *j, int64_t tb, int64_t t0, int64_t t1, float *V)
 {
-    const struct eng_tensor *x = j->x;
-    int64_t cin = j->c->p.cin, h = x->ne[1], w = x->ne[2], vs = j->pl.block * cin;
-    int64_t per_img = j->pl.th * j->pl.tw;
+    int64_t cin = j->c->p.cin, vs = j->pl.block * cin;
     for (int64_t t = t0; t < t1; t++) {
-        int64_t b = t / per_img, r = t % per_img;
-        int64_t iy0 = (r / j->pl.tw) * WG_M - j->pt, ix0 = (r % j->pl.tw) * WG_M - j->pl_;
-        const char *base = (const char *)x->data + b * x->nb[0];
         const float *src[WG_A][WG_A];
-        bool inside = iy0 >= 0 && iy0 + WG_A <= h && ix0 >= 0 && ix0 + WG_A <= w;
-        for (int i = 0; i < WG_A; i++)
-            for (int k = 0; k < WG_A; k++) {
-                int64_t iy = iy0 + i, ix = ix0 + k;
-                src[i][k] = iy >= 0 && iy < h && ix >= 0 && ix < w
-                                ? (const float *)(base + iy * x->nb[1] + ix * x->nb[2])
-                                : NULL;
-            }
+        bool inside = wg_patch(j, t, src);
         float *vt = V + (t - tb) * cin;
         for (int64_t c0 = 0; c0 < cin; c0 += WG_CB) {
             int64_t cb = cin - c0 < WG_CB ? cin - c0 : WG_CB;
@@ -295,21 +302,10 @@ static void wg_input(const struct wg_job *j, int64_t tb, int64_t t0, int64_t t1,
 __attribute__((target("avx2,fma"))) static void wg_input_fma(const struct wg_job *j, int64_t tb, int64_t t0,
                                                              int64_t t1, float *V)
 {
-    const struct eng_tensor *x = j->x;
-    int64_t cin = j->c->p.cin, h = x->ne[1], w = x->ne[2], vs = j->pl.block * cin;
-    int64_t per_img = j->pl.th * j->pl.tw;
+    int64_t cin = j->c->p.cin, vs = j->pl.block * cin;
     for (int64_t t = t0; t < t1; t++) {
-        int64_t b = t / per_img, r = t % per_img;
-        int64_t iy0 = (r / j->pl.tw) * WG_M - j->pt, ix0 = (r % j->pl.tw) * WG_M - j->pl_;
-        const char *base = (const char *)x->data + b * x->nb[0];
         const float *src[WG_A][WG_A];
-        for (int i = 0; i < WG_A; i++)
-            for (int k = 0; k < WG_A; k++) {
-                int64_t iy = iy0 + i, ix = ix0 + k;
-                src[i][k] = iy >= 0 && iy < h && ix >= 0 && ix < w
-                                ? (const float *)(base + iy * x->nb[1] + ix * x->nb[2])
-                                : NULL;
-            }
+        wg_patch(j, t, src);
         float *vt = V + (t - tb) * cin;
         for (int64_t c0 = 0; c0 < cin; c0 += WG_CB) {
             __m256 u[WG_A][WG_A];
@@ -334,11 +330,22 @@ __attribute__((target("avx2,fma"))) static void wg_input_fma(const struct wg_job
 #define WG_FMA 0
 #endif
 
+/* Whether the AVX2 + FMA transforms run on this CPU for a side of this many channels. */
+static bool wg_fma_for(int64_t channels)
+{
+#if WG_FMA
+    return channels % WG_CB == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    (void)channels;
+    return false;
+#endif
+}
+
 /* The input transform on the best code this CPU runs. */
 static void wg_input_any(const struct wg_job *j, int64_t tb, int64_t t0, int64_t t1, float *V)
 {
 #if WG_FMA
-    if (j->c->p.cin % WG_CB == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (wg_fma_for(j->c->p.cin)) {
         wg_input_fma(j, tb, t0, t1, V);
         return;
     }
@@ -369,22 +376,31 @@ static void wg_gemms(const struct wg_job *j, const float *V, float *M, int64_t r
         r[3] = (m1 - m2) + 8.0f * (m3 - m4) + m5;                                                             \
     } while (0)
 
+/* Tile t's output block in y: its first pixel (row oy0, column ox0 of its image) and how many
+ * of its 4 rows (ny) and columns (nx) lie inside y. */
+static inline char *wg_out_tile(const struct wg_job *j, int64_t t, int64_t *ny, int64_t *nx)
+{
+    const struct eng_tensor *y = j->y;
+    int64_t per_img = j->pl.th * j->pl.tw, b = t / per_img, r = t % per_img;
+    int64_t oy0 = (r / j->pl.tw) * WG_M, ox0 = (r % j->pl.tw) * WG_M;
+    *ny = y->ne[1] - oy0 < WG_M ? y->ne[1] - oy0 : WG_M;
+    *nx = y->ne[2] - ox0 < WG_M ? y->ne[2] - ox0 : WG_M;
+    return (char *)y->data + b * y->nb[0] + oy0 * y->nb[1] + ox0 * y->nb[2];
+}
+
 /* Tiles [t0, t1) of the block at tb: Y = A^T M A + bias, activation, into y's valid pixels. */
 WG_CLONES
 static void wg_output(const struct wg_job *j, int64_t tb, int64_t t0, int64_t t1, const float *M)
 {
     const struct eng_tensor *y = j->y;
     const struct eng_conv_params *p = &j->c->p;
-    int64_t cout = p->cout, oh = y->ne[1], ow = y->ne[2], ms = j->pl.block * cout;
-    int64_t per_img = j->pl.th * j->pl.tw;
+    int64_t cout = p->cout, ms = j->pl.block * cout;
     const float *bias = j->c->bias;
     bool relu = p->act == ENG_ACT_RELU;
     const wg_v8 zero = {0};
     for (int64_t t = t0; t < t1; t++) {
-        int64_t b = t / per_img, r = t % per_img;
-        int64_t oy0 = (r / j->pl.tw) * WG_M, ox0 = (r % j->pl.tw) * WG_M;
-        int64_t ny = oh - oy0 < WG_M ? oh - oy0 : WG_M, nx = ow - ox0 < WG_M ? ow - ox0 : WG_M;
-        char *base = (char *)y->data + b * y->nb[0];
+        int64_t ny, nx;
+        char *base = wg_out_tile(j, t, &ny, &nx);
         const float *mt = M + (t - tb) * cout;
         for (int64_t c0 = 0; c0 < cout; c0 += WG_CB) {
             int64_t cb = cout - c0 < WG_CB ? cout - c0 : WG_CB;
@@ -411,12 +427,12 @@ static void wg_output(const struct wg_job *j, int64_t tb, int64_t t0, int64_t t1
             for (int i = 0; i < ny; i++) {
                 wg_v8 o[WG_M];
                 WG_AT(u[i][0], u[i][1], u[i][2], u[i][3], u[i][4], u[i][5], o);
-                char *row = base + (oy0 + i) * y->nb[1];
+                char *row = base + i * y->nb[1];
                 for (int k = 0; k < nx; k++) {
                     wg_v8 v = o[k] + bv;
                     if (relu) /* v < 0 is all ones where true: those lanes become +0, NaN passes */
                         v = (wg_v8)((wg_v8i)v & ~(v < zero));
-                    float *dst = (float *)(row + (ox0 + k) * y->nb[2]) + c0;
+                    float *dst = (float *)(row + k * y->nb[2]) + c0;
                     if (cb == WG_CB) {
                         WG_STORE(dst, v);
                     } else {
@@ -450,15 +466,12 @@ __attribute__((target("avx2,fma"))) static void wg_output_fma(const struct wg_jo
 {
     const struct eng_tensor *y = j->y;
     const struct eng_conv_params *p = &j->c->p;
-    int64_t cout = p->cout, oh = y->ne[1], ow = y->ne[2], ms = j->pl.block * cout;
-    int64_t per_img = j->pl.th * j->pl.tw;
+    int64_t cout = p->cout, ms = j->pl.block * cout;
     const float *bias = j->c->bias;
     bool relu = p->act == ENG_ACT_RELU;
     for (int64_t t = t0; t < t1; t++) {
-        int64_t b = t / per_img, r = t % per_img;
-        int64_t oy0 = (r / j->pl.tw) * WG_M, ox0 = (r % j->pl.tw) * WG_M;
-        int64_t ny = oh - oy0 < WG_M ? oh - oy0 : WG_M, nx = ow - ox0 < WG_M ? ow - ox0 : WG_M;
-        char *base = (char *)y->data + b * y->nb[0];
+        int64_t ny, nx;
+        char *base = wg_out_tile(j, t, &ny, &nx);
         const float *mt = M + (t - tb) * cout;
         for (int64_t c0 = 0; c0 < cout; c0 += WG_CB) {
             __m256 u[WG_M][WG_A];
@@ -474,12 +487,12 @@ __attribute__((target("avx2,fma"))) static void wg_output_fma(const struct wg_jo
             for (int i = 0; i < ny; i++) { /* Y = u A, along each row, + bias, activation, stored */
                 __m256 o[WG_M];
                 WG_AT_FMA(u[i][0], u[i][1], u[i][2], u[i][3], u[i][4], u[i][5], o);
-                char *row = base + (oy0 + i) * y->nb[1];
+                char *row = base + i * y->nb[1];
                 for (int k = 0; k < nx; k++) {
                     __m256 v = _mm256_add_ps(o[k], bv);
                     if (relu) /* as the generic version: NaN passes (max returns its second operand) */
                         v = _mm256_max_ps(_mm256_setzero_ps(), v);
-                    float *dst = (float *)(row + (ox0 + k) * y->nb[2]) + c0;
+                    float *dst = (float *)(row + k * y->nb[2]) + c0;
                     _mm256_storeu_ps(dst, v);
                     if (!relu)
                         eng_act_rows(p->act, p->act_param, dst, 1, WG_CB, WG_CB);
@@ -494,7 +507,7 @@ __attribute__((target("avx2,fma"))) static void wg_output_fma(const struct wg_jo
 static void wg_output_any(const struct wg_job *j, int64_t tb, int64_t t0, int64_t t1, const float *M)
 {
 #if WG_FMA
-    if (j->c->p.cout % WG_CB == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (wg_fma_for(j->c->p.cout)) {
         wg_output_fma(j, tb, t0, t1, M);
         return;
     }
