@@ -497,7 +497,8 @@ static float *thread_buffer(void)
         return NULL;
     float *buf = pthread_getspecific(sg_key);
     if (!buf) {
-        buf = aligned_alloc(64, (size_t)(MC_MAX * KC_MAX + PACK_SLACK) * sizeof(float));
+        size_t bytes = (size_t)(MC_MAX * KC_MAX + PACK_SLACK) * sizeof(float);
+        buf = aligned_alloc(64, (bytes + 63) / 64 * 64); /* C11: a multiple of the alignment */
         if (buf && pthread_setspecific(sg_key, buf) != 0) {
             free(buf);
             buf = NULL;
