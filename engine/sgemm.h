@@ -18,7 +18,9 @@
  * exits. K is split into near-equal blocks of at most KC so a block of a B panel (KC x 16)
  * stays in L1 while A streams from L2; in calls of at most 256 rows (batch 1's late layers,
  * whose weights come from memory and serve a few row tiles only) each block prefetches the next
- * one's lines. A call's last 1-5 rows run on a kernel of their own (no copies, no wasted rows).
+ * one's lines; C, and the residual on the last K block, are prefetched a tile ahead, and long,
+ * narrow calls prefetch their next A block. A call's last 1-5 rows run on a kernel of their own
+ * (no copies, no wasted rows).
  * The epilogue runs in the micro-kernel's store, while the 6x16 tile is in registers: bias
  * (batch norm folded), an optional residual add (ResNet's identity) and ReLU, ReLU6 or GELU
  * (other activations are applied to the tile right after, still in L1). C is written, never
