@@ -12,19 +12,19 @@
  * compiler vectorises. GELU with erff was a quarter of Swin-T's time; this is 6-8x faster. */
 static inline float erf_fast(float v)
 {
-    float x = v > 4.0f ? 4.0f : v;
-    x = x < -4.0f ? -4.0f : x;
+    float x = v > ENG_ERF_CLAMP ? ENG_ERF_CLAMP : v;
+    x = x < -ENG_ERF_CLAMP ? -ENG_ERF_CLAMP : x;
     float x2 = x * x;
-    float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
-    p = x2 * p + -2.10102402082508e-06f;
-    p = x2 * p + -5.69250639462346e-05f;
-    p = x2 * p + -7.34990630326855e-04f;
-    p = x2 * p + -2.95459980854025e-03f;
-    p = x2 * p + -1.60960333262415e-02f;
-    float q = x2 * -1.45660718464996e-05f + -2.13374055278905e-04f;
-    q = x2 * q + -1.68282697438203e-03f;
-    q = x2 * q + -7.37332916720468e-03f;
-    q = x2 * q + -1.42647390514189e-02f;
+    float p = x2 * ENG_ERF_P6 + ENG_ERF_P5;
+    p = x2 * p + ENG_ERF_P4;
+    p = x2 * p + ENG_ERF_P3;
+    p = x2 * p + ENG_ERF_P2;
+    p = x2 * p + ENG_ERF_P1;
+    p = x2 * p + ENG_ERF_P0;
+    float q = x2 * ENG_ERF_Q4 + ENG_ERF_Q3;
+    q = x2 * q + ENG_ERF_Q2;
+    q = x2 * q + ENG_ERF_Q1;
+    q = x2 * q + ENG_ERF_Q0;
     return x * p / q;
 }
 

@@ -15,6 +15,23 @@
 #include "engine/ctx.h"
 #include "engine/tensor.h"
 
+/* The erf under GELU: a rational minimax fit on [-ENG_ERF_CLAMP, ENG_ERF_CLAMP] (Eigen's float
+ * erf), erf(x) = x P(x^2) / Q(x^2), coefficients highest power first. One table for the scalar
+ * form (activation.c) and the vector one in the GEMM's epilogue (sgemm.c's gelu8). */
+#define ENG_ERF_CLAMP 4.0f
+#define ENG_ERF_P6 -2.72614225801306e-10f
+#define ENG_ERF_P5 2.77068142495902e-08f
+#define ENG_ERF_P4 -2.10102402082508e-06f
+#define ENG_ERF_P3 -5.69250639462346e-05f
+#define ENG_ERF_P2 -7.34990630326855e-04f
+#define ENG_ERF_P1 -2.95459980854025e-03f
+#define ENG_ERF_P0 -1.60960333262415e-02f
+#define ENG_ERF_Q4 -1.45660718464996e-05f
+#define ENG_ERF_Q3 -2.13374055278905e-04f
+#define ENG_ERF_Q2 -1.68282697438203e-03f
+#define ENG_ERF_Q1 -7.37332916720468e-03f
+#define ENG_ERF_Q0 -1.42647390514189e-02f
+
 enum eng_act {
     ENG_ACT_NONE = 0,
     ENG_ACT_RELU,

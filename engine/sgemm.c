@@ -227,24 +227,26 @@ __attribute__((target("avx2,fma"))) static void pack_a(const float *a, int64_t l
 enum { CLAMP_NONE, CLAMP_RELU, CLAMP_RELU6, CLAMP_GELU };
 
 /* GELU (erf) of 8 values: activation.c's erf_fast (the same rational approximation, clamp and
- * coefficients) on vectors, so Swin's fc1 applies it to the accumulators instead of calling
- * eng_act_rows on every stored tile (that call was 4% of Swin-T at batch 8). NaN passes through
- * (max/min return their second operand when one is NaN). */
+ * coefficients: activation.h's ENG_ERF_*) on vectors, so Swin's fc1 applies it to the
+ * accumulators instead of calling eng_act_rows on every stored tile (that call was 4% of Swin-T
+ * at batch 8). NaN passes through (max/min return their second operand when one is NaN). */
 __attribute__((target("avx2,fma"))) static inline __m256 gelu8(__m256 v)
 {
+#define SG_C(name) _mm256_set1_ps(ENG_ERF_##name)
     __m256 x = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f));
-    x = _mm256_min_ps(_mm256_set1_ps(4.0f), _mm256_max_ps(_mm256_set1_ps(-4.0f), x));
+    x = _mm256_min_ps(SG_C(CLAMP), _mm256_max_ps(_mm256_set1_ps(-ENG_ERF_CLAMP), x));
     __m256 x2 = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(-2.72614225801306e-10f), _mm256_set1_ps(2.77068142495902e-08f));
-    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-2.10102402082508e-06f));
-    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-5.69250639462346e-05f));
-    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-7.34990630326855e-04f));
-    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-2.95459980854025e-03f));
-    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-1.60960333262415e-02f));
-    __m256 q = _mm256_fmadd_ps(x2, _mm256_set1_ps(-1.45660718464996e-05f), _mm256_set1_ps(-2.13374055278905e-04f));
-    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(-1.68282697438203e-03f));
-    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(-7.37332916720468e-03f));
-    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(-1.42647390514189e-02f));
+    __m256 p = _mm256_fmadd_ps(x2, SG_C(P6), SG_C(P5));
+    p = _mm256_fmadd_ps(x2, p, SG_C(P4));
+    p = _mm256_fmadd_ps(x2, p, SG_C(P3));
+    p = _mm256_fmadd_ps(x2, p, SG_C(P2));
+    p = _mm256_fmadd_ps(x2, p, SG_C(P1));
+    p = _mm256_fmadd_ps(x2, p, SG_C(P0));
+    __m256 q = _mm256_fmadd_ps(x2, SG_C(Q4), SG_C(Q3));
+    q = _mm256_fmadd_ps(x2, q, SG_C(Q2));
+    q = _mm256_fmadd_ps(x2, q, SG_C(Q1));
+    q = _mm256_fmadd_ps(x2, q, SG_C(Q0));
+#undef SG_C
     __m256 erf = _mm256_div_ps(_mm256_mul_ps(x, p), q);
     __m256 half_v = _mm256_mul_ps(_mm256_set1_ps(0.5f), v);
     return _mm256_fmadd_ps(half_v, erf, half_v);
