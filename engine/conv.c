@@ -37,7 +37,7 @@
 /* Below this many multiply-adds a call runs on one thread. */
 #define CONV_MIN_PARALLEL_FLOPS ((int64_t)1 << 17)
 
-enum conv_path { CONV_PATH_1X1, CONV_PATH_DEPTHWISE, CONV_PATH_WINOGRAD, CONV_PATH_IM2COL };
+enum conv_path { CONV_PATH_1X1, CONV_PATH_DEPTHWISE, CONV_PATH_WINOGRAD, CONV_PATH_IM2COL, CONV_PATH_RUNS };
 
 /* Everything eng_conv2d decides from the input shape, shared with eng_conv2d_scratch_bytes so
  * the size callers reserve is exactly what the call borrows. */
@@ -51,6 +51,8 @@ struct conv_plan {
     int tasks;     /* threads (and im2col buffers) */
     bool whole;    /* too few rows to split: im2col everything once, split the GEMM by columns */
     size_t scratch;
+    int64_t ox_lo, ox_hi; /* runs: the output columns whose kernel stays inside the image across */
+    int run_tasks;        /* runs: threads (and edge buffers) */
 };
 
 struct eng_conv_params eng_conv_torch(int cin, int cout, int k, int stride, int padding, int dilation, int groups)
@@ -148,6 +150,27 @@ static int conv_plan(const struct eng_conv *c, const int64_t *x_ne, int nthreads
         return 0;
     }
     im2col_plan(c, nthreads, pl);
+    /* A kernel's rows read in place (eng_sgemm_packed_runs) where its K is one GEMM block: the
+     * stems (7x7 over 3 channels: im2col had copied 21-float runs into a 512 KiB buffer that
+     * then streamed from L3) and other few-channel layers. Columns whose kernel crosses the
+     * image's left or right edge still go through im2col (zeros for the padding); the scratch
+     * is im2col's, as a strided input (a channel slice) takes im2col after all. */
+    if (c->pw.p && p->groups == 1 && p->dil_w == 1 && pl->ktot <= ENG_SGEMM_RUNS_MAX_K) {
+        int64_t sw = p->stride_w, reach = (int64_t)(p->kw - 1) * p->dil_w;
+        pl->ox_lo = (pl->pl + sw - 1) / sw;
+        pl->ox_hi = pl->w - 1 - reach + pl->pl < 0 ? -1 : (pl->w - 1 - reach + pl->pl) / sw;
+        if (pl->ox_hi > pl->ow - 1)
+            pl->ox_hi = pl->ow - 1;
+        int nth = nthreads < 1 ? 1 : nthreads;
+        int64_t rows = pl->n * pl->oh;
+        size_t per = (size_t)((pl->ow * pl->ktot + 15) / 16 * 16) * sizeof(float);
+        pl->path = CONV_PATH_RUNS;
+        pl->run_tasks = (int)(rows < nth ? rows : nth);
+        if (pl->m * pl->ktot * p->cout < CONV_MIN_PARALLEL_FLOPS)
+            pl->run_tasks = 1;
+        if (per * (size_t)nth + ENG_ARENA_ALIGN > pl->scratch)
+            pl->scratch = per * (size_t)nth + ENG_ARENA_ALIGN;
+    }
     return 0;
 }
 
@@ -576,6 +599,80 @@ static void whole_im2col_part(void *arg, int ith, int nth)
     im2col_rows(j->c, j->pl, j->x, r0, r1, j->buf + r0 * j->pl->ktot);
 }
 
+/* --- kernel rows read in place (eng_sgemm_packed_runs) --- */
+
+struct runs_job {
+    const struct eng_conv *c;
+    const struct conv_plan *pl;
+    const struct eng_tensor *x, *y;
+    float *buf;  /* per thread: the edge pixels' im2col rows */
+    int64_t per; /* floats per thread buffer */
+};
+
+/* Output rows (image b, row oy) split among the threads; in each, the columns whose kernel
+ * stays inside the image (pl->ox_lo .. ox_hi) multiply A read in place, the kernel rows that
+ * fall inside the image (ky0 .. ky1) as runs of kw * cin floats; the columns at the left and
+ * right edges (and rows whose kernel lies wholly in the padding) go through im2col. */
+static void runs_part(void *arg, int ith, int nth)
+{
+    const struct runs_job *j = arg;
+    const struct eng_conv *c = j->c;
+    const struct conv_plan *pl = j->pl;
+    const struct eng_conv_params *p = &c->p;
+    float *buf = j->buf + ith * j->per;
+    struct eng_sgemm_ops op = {.bias = c->bias, .act = p->act, .act_param = p->act_param};
+    int64_t run = (int64_t)p->kw * p->cin, a_run = p->dil_h * (int64_t)(j->x->nb[1] / sizeof(float));
+    int64_t lda = p->stride_w * (int64_t)p->cin, ldy = (int64_t)(j->y->nb[2] / sizeof(float));
+    int64_t u0, u1;
+    eng_split(pl->n * pl->oh, ith, nth, &u0, &u1);
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t b = u / pl->oh, oy = u % pl->oh, r0 = u * pl->ow;
+        int64_t iy0 = oy * p->stride_h - pl->pt;
+        int64_t ky0 = iy0 >= 0 ? 0 : (-iy0 + p->dil_h - 1) / p->dil_h;
+        int64_t ky1 = iy0 > pl->h - 1 ? 0 : (pl->h - 1 - iy0) / p->dil_h + 1;
+        if (ky1 > p->kh)
+            ky1 = p->kh;
+        int64_t lo = pl->ox_lo, hi = pl->ox_hi;
+        if (ky1 <= ky0 || hi < lo)
+            lo = pl->ow, hi = pl->ow - 1; /* the whole row through im2col */
+        if (lo > 0) {
+            im2col_rows(c, pl, j->x, r0, r0 + lo, buf);
+            gemm_tile(c, pl, buf, r0, r0 + lo, j->y);
+        }
+        if (hi + 1 < pl->ow) {
+            im2col_rows(c, pl, j->x, r0 + hi + 1, r0 + pl->ow, buf);
+            gemm_tile(c, pl, buf, r0 + hi + 1, r0 + pl->ow, j->y);
+        }
+        if (hi >= lo)
+            eng_sgemm_packed_runs(hi - lo + 1, pixel(j->x, b, iy0 + ky0 * p->dil_h, lo * p->stride_w - pl->pl), lda,
+                                  run, ky1 - ky0, a_run, &c->pw, ky0 * run,
+                                  eng_tensor_at(j->y, (int64_t[]){b, oy, lo, 0}), ldy, &op);
+    }
+}
+
+static int conv_im2col(struct eng_ctx *ctx, const struct eng_conv *c, const struct conv_plan *pl,
+                       const struct eng_tensor *x, struct eng_tensor *y);
+
+/* The runs path, or im2col where x's pixels are not contiguous (a channel slice). */
+static int conv_runs(struct eng_ctx *ctx, const struct eng_conv *c, const struct conv_plan *pl,
+                     const struct eng_tensor *x, struct eng_tensor *y)
+{
+    if (x->nb[3] != sizeof(float) || x->nb[2] != (size_t)c->p.cin * sizeof(float) || x->nb[1] % sizeof(float))
+        return conv_im2col(ctx, c, pl, x, y);
+    size_t mark = eng_arena_mark(&ctx->scratch);
+    int64_t per = (pl->ow * pl->ktot + 15) / 16 * 16;
+    float *buf = eng_arena_alloc(&ctx->scratch, (size_t)(per * pl->run_tasks) * sizeof(float));
+    if (!buf) {
+        char why[512]; /* the arena's message lives in the buffer eng_error is about to overwrite */
+        snprintf(why, sizeof why, "%s", eng_errmsg());
+        return eng_error("conv '%s': edge scratch: %s", c->name, why);
+    }
+    struct runs_job j = {c, pl, x, y, buf, per};
+    eng_parallel(ctx, pl->run_tasks, runs_part, &j);
+    eng_arena_rewind(&ctx->scratch, mark);
+    return 0;
+}
+
 static int conv_im2col(struct eng_ctx *ctx, const struct eng_conv *c, const struct conv_plan *pl,
                        const struct eng_tensor *x, struct eng_tensor *y)
 {
@@ -661,6 +758,8 @@ int eng_conv2d(struct eng_ctx *ctx, const struct eng_conv *conv, const struct en
     }
     case CONV_PATH_IM2COL:
         return conv_im2col(ctx, conv, &pl, x, y);
+    case CONV_PATH_RUNS:
+        return conv_runs(ctx, conv, &pl, x, y);
     }
     return 0;
 }

@@ -96,4 +96,18 @@ void eng_packed_b_scale_col(struct eng_packed_b *pb, int64_t col, double s);
 void eng_sgemm_packed(int64_t m, const float *a, int64_t lda, const struct eng_packed_b *b, int64_t c0, int64_t c1,
                       float *c, int64_t ldc, const struct eng_sgemm_ops *op);
 
+/* The most K eng_sgemm_packed_runs takes (nruns * run): one K block. */
+#define ENG_SGEMM_RUNS_MAX_K 512
+
+/* C[m x b->n] = ops(A B[k0 .. k0 + nruns * run)) where row i of A is nruns runs of run floats,
+ * run q of row i starting at a + q * a_run + i * lda: a convolution's kernel rows read in place
+ * from its NHWC input (row i an output pixel, lda its input stride, a run the kw * cin floats
+ * of one kernel row, a_run an input row), without an im2col copy; B's rows k0 .. are those
+ * kernel rows' weights. Requires eng_sgemm_enabled(), 1 <= nruns * run <=
+ * ENG_SGEMM_RUNS_MAX_K, k0 + nruns * run <= b->k, and no prologue in op (bias, residual and
+ * activation apply). */
+void eng_sgemm_packed_runs(int64_t m, const float *a, int64_t lda, int64_t run, int64_t nruns, int64_t a_run,
+                           const struct eng_packed_b *b, int64_t k0, float *c, int64_t ldc,
+                           const struct eng_sgemm_ops *op);
+
 #endif

@@ -213,11 +213,61 @@ START_TEST(packed_gemm)
 }
 END_TEST
 
+/* eng_sgemm_packed_runs (a convolution's kernel rows read in place) against eng_sgemm_packed on
+ * the same rows gathered into a plain matrix (an im2col) and the same weight rows packed on
+ * their own: the sums run in the same order, so the results must be identical, in full tiles,
+ * a last tile of 1-5 rows and a last panel narrower than 16 columns. */
+static const struct runs_case {
+    int64_t m, lda, run, nruns, a_run, k0, kb, n;
+    bool bias, res;
+    enum eng_act act;
+} runs_cases[] = {
+    {23, 6, 21, 7, 672, 0, 147, 64, true, false, ENG_ACT_RELU}, /* a 7x7 stride-2 stem over 3 channels */
+    {8, 3, 9, 2, 40, 9, 27, 20, false, true, ENG_ACT_RELU6},    /* the lower two of three kernel rows */
+    {12, 12, 12, 4, 700, 0, 48, 96, true, true, ENG_ACT_GELU},  /* 4x4 stride-4 patches */
+    {5, 4, 8, 3, 50, 8, 40, 17, true, false, ENG_ACT_NONE},     /* rows past the first tile only */
+};
+
+START_TEST(packed_runs)
+{
+    if (!eng_sgemm_enabled()) {
+        printf("packed runs: skipped, this CPU has no AVX2+FMA (or SALIENT_GEMM=openblas)\n");
+        return;
+    }
+    const struct runs_case *t = &runs_cases[_i];
+    unsigned seed = 77u + (unsigned)_i;
+    int64_t k = t->run * t->nruns;
+    int64_t span = (t->nruns - 1) * t->a_run + (t->m - 1) * t->lda + t->run;
+    float *a = rand_buf(span, &seed), *b = rand_buf(t->kb * t->n, &seed);
+    float *bias = t->bias ? rand_buf(t->n, &seed) : NULL, *res = t->res ? rand_buf(t->m * t->n, &seed) : NULL;
+    float *g = malloc((size_t)(t->m * k) * sizeof(float)), *c1 = malloc((size_t)(t->m * t->n) * sizeof(float));
+    float *c2 = malloc((size_t)(t->m * t->n) * sizeof(float));
+    ck_assert(g && c1 && c2);
+    for (int64_t i = 0; i < t->m; i++)
+        for (int64_t q = 0; q < t->nruns; q++)
+            memcpy(g + i * k + q * t->run, a + q * t->a_run + i * t->lda, (size_t)t->run * sizeof(float));
+    struct eng_packed_b whole, sub;
+    ck_assert_int_eq(eng_pack_b(&whole, "whole", b, t->n, t->kb, t->n), 0);
+    ck_assert_int_eq(eng_pack_b(&sub, "sub", b + t->k0 * t->n, t->n, k, t->n), 0);
+    struct eng_sgemm_ops op = {.bias = bias, .res = res, .ldr = t->n, .act = t->act};
+    eng_sgemm_packed_runs(t->m, a, t->lda, t->run, t->nruns, t->a_run, &whole, t->k0, c1, t->n, &op);
+    eng_sgemm_packed(t->m, g, k, &sub, 0, t->n, c2, t->n, &op);
+    for (int64_t i = 0; i < t->m * t->n; i++)
+        ck_assert_msg(c1[i] == c2[i] || (c1[i] != c1[i] && c2[i] != c2[i]),
+                      "runs case %d: C[%lld][%lld] = %.9g in runs, %.9g gathered", _i, (long long)(i / t->n),
+                      (long long)(i % t->n), (double)c1[i], (double)c2[i]);
+    eng_packed_b_free(&whole);
+    eng_packed_b_free(&sub);
+    free(a), free(b), free(bias), free(res), free(g), free(c1), free(c2);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc = fx_begin(&fx, "gemm");
     tcase_add_loop_test(tc, gemm_one_thread, 0, fx_ncases(&fx));
     tcase_add_loop_test(tc, gemm_two_threads_padded, 0, fx_ncases(&fx));
     tcase_add_loop_test(tc, packed_gemm, 0, (int)(sizeof pk_cases / sizeof pk_cases[0]));
+    tcase_add_loop_test(tc, packed_runs, 0, (int)(sizeof runs_cases / sizeof runs_cases[0]));
     return fx_finish(&fx, tc);
 }
