@@ -2,6 +2,7 @@
  *
  *   build/bench/bench_models --model DIR [--threads 2] [--reps1 15] [--reps8 5] [--check DIR/<model>.json]
  *   build/bench/bench_models --peak [--threads 2]
+ *   build/bench/bench_models --model DIR --layers FILE ...   # also per-layer times into FILE
  *
  * With --model: loads the folder as salientd would (mdl_model_load, max batch 8, weights
  * prepared at load), runs one runner with --threads engine threads, and prints one JSON line:
@@ -11,6 +12,9 @@
  * absolute difference between its logits and PyTorch's for the input bench/models.py stored.
  * With --peak: OpenBLAS's own sgemm (its threading at --threads) on 2048^3, best of 5, in
  * GFLOP/s: the machine's peak the harness divides by.
+ * With --layers FILE: after the timed passes, reps1 more at batch 1 and reps8 at batch 8 with the
+ * engine's profile on (engine/profile.h), appending one JSON line per layer and batch to FILE:
+ * the median ms per call and its GFLOP (bench/layers.py sets them beside ONNX Runtime's).
  * Timing is reported, never judged: this is not a test.
  */
 #include "config.h"
@@ -27,6 +31,7 @@
 
 #include "engine/ctx.h"
 #include "engine/error.h"
+#include "engine/profile.h"
 #include "models/model.h"
 
 static double now_s(void)
@@ -119,14 +124,53 @@ static int read_check(const char *path, int64_t h, int64_t w, int64_t c, float *
     return 0;
 }
 
+/* --layers: reps1 passes at batch 1 and reps8 at batch 8 with the profile on, one JSON line per
+ * layer and batch appended to path. */
+static int write_layers(const char *path, const char *model, const struct mdl_model *m, struct mdl_runner *r,
+                        const float *x, int reps1, int reps8, int threads)
+{
+    struct eng_profile *prof = eng_profile_new();
+    float *lg = malloc(sizeof(float) * (size_t)m->nout * 8);
+    if (!prof || !lg) {
+        eng_profile_free(prof);
+        free(lg);
+        return eng_error("--layers: out of memory");
+    }
+    struct mdl_output out = {.logits = lg};
+    r->ctx.prof = prof;
+    int rc = 0;
+    for (int i = 0; i < reps1 && rc == 0; i++)
+        rc = mdl_model_run(m, r, x, 1, &out);
+    for (int i = 0; i < reps8 && rc == 0; i++)
+        rc = mdl_model_run(m, r, x, 8, &out);
+    r->ctx.prof = NULL;
+    FILE *f = rc == 0 ? fopen(path, "a") : NULL;
+    if (rc == 0 && !f)
+        rc = eng_error("--layers: cannot open '%s'", path);
+    for (int i = 0; f && i < eng_profile_count(prof); i++) {
+        const struct eng_profile_entry *e = eng_profile_entry(prof, i);
+        json_t *j = json_pack("{s:s, s:s, s:i, s:I, s:s, s:s, s:f, s:f, s:i}", "runtime", "salient", "model", model,
+                              "threads", threads, "batch", (json_int_t)e->batch, "layer", e->name, "kind", e->kind,
+                              "ms", 1e3 * eng_profile_median(e), "gflop", e->flops / 1e9, "calls", e->nsamples);
+        if (j)
+            json_dumpf(j, f, JSON_COMPACT | JSON_REAL_PRECISION(6)), fputc('\n', f);
+        json_decref(j);
+    }
+    if (f)
+        fclose(f);
+    eng_profile_free(prof);
+    free(lg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
-    const char *dir = NULL, *check = NULL;
+    const char *dir = NULL, *check = NULL, *layers = NULL;
     int threads = 2, reps1 = 15, reps8 = 5, peak = 0;
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'}, {"threads", required_argument, NULL, 't'},
                                          {"reps1", required_argument, NULL, '1'}, {"reps8", required_argument, NULL, '8'},
                                          {"check", required_argument, NULL, 'c'}, {"peak", no_argument, NULL, 'p'},
-                                         {NULL, 0, NULL, 0}};
+                                         {"layers", required_argument, NULL, 'l'}, {NULL, 0, NULL, 0}};
     /* As salientd runs (server/main.c): blocks of 128 KiB and more in their own mappings, so
      * what load frees (weights dropped once packed) goes back to the system, and peak RSS is the
      * server's. */
@@ -140,9 +184,10 @@ int main(int argc, char **argv)
         case '8': reps8 = atoi(optarg); break;
         case 'c': check = optarg; break;
         case 'p': peak = 1; break;
+        case 'l': layers = optarg; break;
         default:
-            fprintf(stderr, "usage: bench_models (--model DIR [--check FILE.json] [--reps1 N] [--reps8 N] | --peak) "
-                            "[--threads N]\n");
+            fprintf(stderr, "usage: bench_models (--model DIR [--check FILE.json] [--reps1 N] [--reps8 N] "
+                            "[--layers FILE] | --peak) [--threads N]\n");
             return 2;
         }
     }
@@ -218,6 +263,8 @@ int main(int argc, char **argv)
            "\"b1_cpu_ms\": %.3f, \"peak_rss_mb\": %.1f, \"max_abs_diff\": %.3g}\n",
            slash ? slash + 1 : dir, threads, 1e3 * b1, 8.0 / b8, 1e3 * b1_cpu, (double)ru.ru_maxrss / 1024.0, diff);
     free(t);
+    if (layers && write_layers(layers, slash ? slash + 1 : dir, m, &r, x, reps1, reps8, threads) < 0)
+        die(eng_errmsg());
     free(x);
     free(lg);
     mdl_runner_free(&r);

@@ -7,7 +7,7 @@ noinst_PROGRAMS += bench/bench_models
 bench_bench_models_SOURCES = bench/bench_models.c
 bench_bench_models_CFLAGS = $(AM_CFLAGS) $(BLAS_CFLAGS) $(JANSSON_CFLAGS)
 bench_bench_models_LDADD = models/libmodels.la engine/libengine.la $(JANSSON_LIBS) $(BLAS_LIBS) $(OPENMP_CFLAGS) -lm
-EXTRA_DIST += bench/README.md bench/run_models.sh bench/models.py bench/ort_bench.js bench/report.py \
+EXTRA_DIST += bench/README.md bench/run_models.sh bench/models.py bench/ort_bench.js bench/report.py bench/layers.py \
 	bench/package.json bench/package-lock.json
 noinst_PROGRAMS += bench/bench_attention
 bench_bench_attention_SOURCES = bench/bench_attention.c

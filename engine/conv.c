@@ -11,6 +11,7 @@
 #include "engine/error.h"
 #include "engine/gemm.h"
 #include "engine/linear.h"
+#include "engine/profile.h"
 #include "engine/winograd.h"
 
 /* im2col tile per thread: big enough for efficient GEMM calls, small enough to stay in L2
@@ -714,7 +715,7 @@ static int conv_im2col(struct eng_ctx *ctx, const struct eng_conv *c, const stru
     return rc;
 }
 
-int eng_conv2d(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x, struct eng_tensor *y)
+static int conv2d(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x, struct eng_tensor *y)
 {
     const struct eng_conv_params *p = &conv->p;
     char xs[64], ys[64];
@@ -772,8 +773,8 @@ static bool packed_1x1(const struct eng_ctx *ctx, const struct eng_conv *conv, c
            conv_plan(conv, x->ne, ctx->nthreads, &pl) == 0 && pl.path == CONV_PATH_1X1;
 }
 
-int eng_conv2d_res(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x,
-                   const struct eng_tensor *res, enum eng_act act, float act_param, struct eng_tensor *y)
+static int conv2d_res(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x,
+                      const struct eng_tensor *res, enum eng_act act, float act_param, struct eng_tensor *y)
 {
     const struct eng_conv_params *p = &conv->p;
     if (p->act == ENG_ACT_NONE && packed_1x1(ctx, conv, x)) {
@@ -788,13 +789,13 @@ int eng_conv2d_res(struct eng_ctx *ctx, const struct eng_conv *conv, const struc
         struct eng_sgemm_ops op = {.bias = conv->bias, .act = act, .act_param = act_param};
         return eng_rows_gemm_packed(ctx, x, &conv->pw, &op, res, y);
     }
-    if (eng_conv2d(ctx, conv, x, y) < 0)
+    if (conv2d(ctx, conv, x, y) < 0)
         return -1;
     return eng_add(ctx, act, act_param, y, res, y);
 }
 
-int eng_conv2d_pre(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_affine *pre,
-                   const struct eng_tensor *x, struct eng_tensor *tmp, struct eng_tensor *y)
+static int conv2d_pre(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_affine *pre,
+                      const struct eng_tensor *x, struct eng_tensor *tmp, struct eng_tensor *y)
 {
     const struct eng_conv_params *p = &conv->p;
     if (pre->channels != p->cin)
@@ -811,5 +812,49 @@ int eng_conv2d_pre(struct eng_ctx *ctx, const struct eng_conv *conv, const struc
     }
     if (eng_affine(ctx, pre, x, tmp) < 0)
         return -1;
-    return eng_conv2d(ctx, conv, tmp, y);
+    return conv2d(ctx, conv, tmp, y);
+}
+
+/* --- the entry points: the paths above, timed when the context keeps a profile --- */
+
+static void conv_profile(const struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *y,
+                         double t0)
+{
+    const struct eng_conv_params *p = &conv->p;
+    double macs = (double)eng_tensor_nrows(y) * p->cout * (p->cin / p->groups) * p->kh * p->kw;
+    char kind[24];
+    snprintf(kind, sizeof kind, "conv %dx%d/%d%s", p->kh, p->kw, p->stride_h, conv->depthwise ? " dw" : "");
+    eng_profile_add(ctx->prof, conv->name, kind, y->ne[0], eng_profile_now() - t0, 2.0 * macs);
+}
+
+int eng_conv2d(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x, struct eng_tensor *y)
+{
+    if (!ctx->prof)
+        return conv2d(ctx, conv, x, y);
+    double t0 = eng_profile_now();
+    int rc = conv2d(ctx, conv, x, y);
+    conv_profile(ctx, conv, y, t0);
+    return rc;
+}
+
+int eng_conv2d_res(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_tensor *x,
+                   const struct eng_tensor *res, enum eng_act act, float act_param, struct eng_tensor *y)
+{
+    if (!ctx->prof)
+        return conv2d_res(ctx, conv, x, res, act, act_param, y);
+    double t0 = eng_profile_now();
+    int rc = conv2d_res(ctx, conv, x, res, act, act_param, y);
+    conv_profile(ctx, conv, y, t0);
+    return rc;
+}
+
+int eng_conv2d_pre(struct eng_ctx *ctx, const struct eng_conv *conv, const struct eng_affine *pre,
+                   const struct eng_tensor *x, struct eng_tensor *tmp, struct eng_tensor *y)
+{
+    if (!ctx->prof)
+        return conv2d_pre(ctx, conv, pre, x, tmp, y);
+    double t0 = eng_profile_now();
+    int rc = conv2d_pre(ctx, conv, pre, x, tmp, y);
+    conv_profile(ctx, conv, y, t0);
+    return rc;
 }

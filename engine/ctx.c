@@ -35,6 +35,7 @@ int eng_ctx_init(struct eng_ctx *ctx, int nthreads, size_t scratch_bytes)
     eng_init();
     ctx->nthreads = nthreads < 1 ? 1 : nthreads;
     ctx->pool = NULL;
+    ctx->prof = NULL;
     if (eng_arena_init(&ctx->scratch, "scratch", scratch_bytes) < 0)
         return -1;
     if (ctx->nthreads > 1 && !getenv("SALIENT_OPENMP") && !(ctx->pool = eng_pool_create(ctx->nthreads - 1))) {

@@ -24,11 +24,13 @@
 #include "engine/arena.h"
 
 struct eng_pool;
+struct eng_profile;
 
 struct eng_ctx {
     int nthreads;             /* threads each op splits its work over (>= 1) */
     struct eng_arena scratch; /* workspace borrowed by ops; empty between ops */
     struct eng_pool *pool;    /* owned: nthreads - 1 workers (engine/pool.h), or NULL (then OpenMP) */
+    struct eng_profile *prof; /* not owned: per-layer times (engine/profile.h, bench only), or NULL */
 };
 
 /* Process-wide set-up, idempotent and thread-safe: fixes OpenBLAS to 1 thread (see above). */

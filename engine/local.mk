@@ -7,6 +7,7 @@ engine_libengine_la_SOURCES = \
 	engine/tensor.c engine/tensor.h \
 	engine/arena.c engine/arena.h \
 	engine/ctx.c engine/ctx.h \
+	engine/profile.c engine/profile.h \
 	engine/pool.c engine/pool.h \
 	engine/gemm.c engine/gemm.h \
 	engine/sgemm.c engine/sgemm.h \

@@ -11,6 +11,7 @@
 #include "engine/conv.h"
 #include "engine/ctx.h"
 #include "engine/error.h"
+#include "engine/profile.h"
 #include "engine/winograd.h"
 #include "tests/unit/fixture.h"
 
@@ -417,6 +418,56 @@ START_TEST(padding_helpers)
 }
 END_TEST
 
+/* With a profile on the context, each entry point adds one sample per call under the layer's
+ * name, kind and batch (fused calls once, not once more for the plain convolution inside), with
+ * the call's FLOPs; the output is the same as without. */
+START_TEST(profile_samples)
+{
+    const int64_t n = 2, h = 6, w = 5, cin = 8, cout = 12;
+    struct eng_conv_params p3 = eng_conv_torch((int)cin, (int)cout, 3, 2, 1, 1, 1);
+    struct eng_conv_params p1 = eng_conv_torch((int)cin, (int)cout, 1, 1, 0, 1, 1);
+    float *wt = filled(cout * cin * 9, 1), *xb = filled(n * h * w * cin, 2), *rb = filled(n * h * w * cout, 3);
+    float *yb = filled(n * h * w * cout, 4), *zb = filled(n * h * w * cout, 5);
+    struct eng_conv c3, c1;
+    ck_assert_int_eq(eng_conv_init_oihw(&c3, "down.conv", &p3, wt, NULL), 0);
+    ck_assert_int_eq(eng_conv_init_oihw(&c1, "block.conv3", &p1, wt, NULL), 0);
+    struct eng_ctx ctx;
+    ck_assert_int_eq(eng_ctx_init(&ctx, 2, eng_conv2d_scratch_bytes(&c3, (int64_t[]){n, h, w, cin}, 2)), 0);
+    struct eng_tensor x = eng_tensor_make("x", xb, 4, (int64_t[]){n, h, w, cin});
+    struct eng_tensor r = eng_tensor_make("res", rb, 4, (int64_t[]){n, h, w, cout});
+    struct eng_tensor y3 = eng_tensor_make("y", yb, 4, (int64_t[]){n, h / 2, (w + 1) / 2, cout});
+    struct eng_tensor z3 = eng_tensor_make("z", zb, 4, (int64_t[]){n, h / 2, (w + 1) / 2, cout});
+    struct eng_tensor y1 = eng_tensor_make("y", yb, 4, (int64_t[]){n, h, w, cout});
+    ck_assert_int_eq(eng_conv2d(&ctx, &c3, &x, &z3), 0); /* without a profile */
+    struct eng_profile *prof = eng_profile_new();
+    ck_assert_ptr_nonnull(prof);
+    ctx.prof = prof;
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(eng_conv2d(&ctx, &c3, &x, &y3), 0);
+    ck_assert_int_eq(eng_conv2d_res(&ctx, &c1, &x, &r, ENG_ACT_RELU, 0.0f, &y1), 0);
+    ctx.prof = NULL;
+    ck_assert_int_eq(eng_profile_count(prof), 2);
+    const struct eng_profile_entry *e = eng_profile_entry(prof, 0);
+    ck_assert_str_eq(e->name, "down.conv");
+    ck_assert_str_eq(e->kind, "conv 3x3/2");
+    ck_assert_int_eq(e->batch, n);
+    ck_assert_int_eq(e->nsamples, 3);
+    ck_assert(e->flops == 2.0 * n * (h / 2) * ((w + 1) / 2) * cout * cin * 9);
+    ck_assert(eng_profile_median(e) > 0);
+    e = eng_profile_entry(prof, 1);
+    ck_assert_str_eq(e->name, "block.conv3");
+    ck_assert_str_eq(e->kind, "conv 1x1/1");
+    ck_assert_int_eq(e->nsamples, 1);
+    eng_conv2d(&ctx, &c3, &x, &y3);
+    ck_assert_int_eq(memcmp(yb, zb, (size_t)(n * (h / 2) * ((w + 1) / 2) * cout) * sizeof(float)), 0);
+    eng_profile_free(prof);
+    eng_ctx_free(&ctx);
+    eng_conv_free(&c3);
+    eng_conv_free(&c1);
+    free(wt), free(xb), free(rb), free(yb), free(zb);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc = fx_begin(&fx, "conv");
@@ -424,6 +475,7 @@ int main(void)
     tcase_add_loop_test(tc, conv_case, 0, fx_ncases(&fx));
     tcase_add_loop_test(tc, fused_entry_points, 0, 2);
     tcase_add_test(tc, batch_dependent_path);
+    tcase_add_test(tc, profile_samples);
     tcase_add_test(tc, error_shapes);
     tcase_add_test(tc, error_geometry);
     tcase_add_test(tc, padding_helpers);
