@@ -9,7 +9,8 @@
  * batch-1 latency (median of reps1 forward passes after 3 warm-ups) and the CPU time those
  * passes took (all threads; with --threads 1 a contention-proof cost for comparing changes),
  * batch-8 images/s (median of reps8 passes after one warm-up), peak RSS of this process, and, with --check, the largest
- * absolute difference between its logits and PyTorch's for the input bench/models.py stored.
+ * absolute difference between its logits and PyTorch's for the input bench/models.py stored, and
+ * how often the pool's worker moved off the caller's CPU (engine/pool.h).
  * With --peak: OpenBLAS's own sgemm (its threading at --threads) on 2048^3, best of 5, in
  * GFLOP/s: the machine's peak the harness divides by.
  * With --layers FILE: after the timed passes, reps1 more at batch 1 and reps8 at batch 8 with the
@@ -31,6 +32,7 @@
 
 #include "engine/ctx.h"
 #include "engine/error.h"
+#include "engine/pool.h"
 #include "engine/profile.h"
 #include "models/model.h"
 
@@ -260,8 +262,9 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"runtime\": \"salient\", \"model\": \"%s\", \"threads\": %d, \"b1_ms\": %.3f, \"b8_img_s\": %.3f, "
-           "\"b1_cpu_ms\": %.3f, \"peak_rss_mb\": %.1f, \"max_abs_diff\": %.3g}\n",
-           slash ? slash + 1 : dir, threads, 1e3 * b1, 8.0 / b8, 1e3 * b1_cpu, (double)ru.ru_maxrss / 1024.0, diff);
+           "\"b1_cpu_ms\": %.3f, \"peak_rss_mb\": %.1f, \"max_abs_diff\": %.3g, \"pool_moves\": %ld}\n",
+           slash ? slash + 1 : dir, threads, 1e3 * b1, 8.0 / b8, 1e3 * b1_cpu, (double)ru.ru_maxrss / 1024.0, diff,
+           eng_pool_moves(r.ctx.pool));
     free(t);
     if (layers && write_layers(layers, slash ? slash + 1 : dir, m, &r, x, reps1, reps8, threads) < 0)
         die(eng_errmsg());

@@ -1,4 +1,5 @@
-/* pool.c: workers that claim parts of a job with one atomic counter, spin briefly when idle, then sleep on a futex. */
+/* pool.c: workers that claim parts of a job with one atomic counter, spin briefly when idle, then sleep on a futex;
+ * a worker that finds itself on the caller's CPU moves off it. */
 #include "config.h" /* _GNU_SOURCE, for syscall() */
 #include "engine/pool.h"
 
@@ -34,6 +35,8 @@ struct eng_pool {
     _Atomic uint32_t job;     /* futex word: the newest job's number */
     _Atomic int sleepers;
     _Atomic int stop;
+    _Atomic int caller_cpu; /* where the caller was when it published the current job, or -1 */
+    _Atomic long moves;     /* times a worker moved off the caller's CPU (eng_pool_moves) */
 };
 
 static inline void pool_relax(void)
@@ -72,9 +75,32 @@ static void pool_work(struct eng_pool *p, uint32_t j)
     }
 }
 
+/* The scheduler can leave a worker on the caller's CPU while the other CPUs idle: woken from
+ * its futex next to the thread that woke it, and never pulled away, since the two take turns
+ * (the caller's wait yields to it). The two threads then share one core for seconds: a
+ * 2-thread GEMM ran at 43-57 GFLOP/s in such a process, 93-114 in one where they sat apart
+ * (6272 x 64 x 256, the same binary run six times: sched_getcpu in every part showed which).
+ * So a worker that sees the caller's CPU on taking a job moves: its affinity without that CPU
+ * (the kernel migrates it at once), then its own affinity back, so it stays free to move. */
+static void pool_move_off(struct eng_pool *p, const cpu_set_t *allowed)
+{
+    int here = sched_getcpu(), caller = atomic_load_explicit(&p->caller_cpu, memory_order_relaxed);
+    if (here < 0 || here != caller || here >= CPU_SETSIZE || CPU_COUNT(allowed) < 2)
+        return;
+    cpu_set_t away = *allowed;
+    CPU_CLR(here, &away);
+    if (sched_setaffinity(0, sizeof away, &away) == 0) {
+        sched_setaffinity(0, sizeof *allowed, allowed);
+        atomic_fetch_add_explicit(&p->moves, 1, memory_order_relaxed);
+    }
+}
+
 static void *pool_main(void *arg)
 {
     struct eng_pool *p = arg;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+        CPU_ZERO(&allowed);
     uint32_t seen = atomic_load_explicit(&p->job, memory_order_acquire);
     for (;;) {
         uint32_t j;
@@ -93,6 +119,7 @@ static void *pool_main(void *arg)
             spins = 0;
         }
         seen = j;
+        pool_move_off(p, &allowed);
         pool_work(p, j);
     }
 }
@@ -106,6 +133,7 @@ struct eng_pool *eng_pool_create(int nworkers)
                   nworkers);
         return NULL;
     }
+    atomic_store(&p->caller_cpu, -1);
     p->threads = calloc((size_t)nworkers, sizeof *p->threads);
     if (!p->threads) {
         free(p);
@@ -146,6 +174,7 @@ void eng_pool_run(struct eng_pool *p, int nparts, void (*fn)(void *arg, int ith,
     p->arg = arg;
     atomic_store_explicit(&p->nparts, nparts, memory_order_relaxed);
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->caller_cpu, sched_getcpu(), memory_order_relaxed);
     atomic_store_explicit(&p->claim, (uint64_t)j << 32, memory_order_release);
     /* seq_cst store then load, against the worker's increment then load: either it sees the new
      * job before sleeping, or this sees it counted among the sleepers. */
@@ -159,4 +188,9 @@ void eng_pool_run(struct eng_pool *p, int nparts, void (*fn)(void *arg, int ith,
         else
             sched_yield();
     }
+}
+
+long eng_pool_moves(const struct eng_pool *p)
+{
+    return p ? atomic_load_explicit(&p->moves, memory_order_relaxed) : 0;
 }

@@ -13,7 +13,9 @@
  * so a worker that wakes late finds nothing left and goes back to waiting, costing nothing.
  * Part i still gets (ith = i, nth = nparts) and runs exactly once, so kernels that split work
  * and scratch by (ith, nth) are unchanged. Idle workers spin briefly (ops follow each other
- * within microseconds in a forward pass), then sleep on a futex.
+ * within microseconds in a forward pass), then sleep on a futex. A worker that takes a job on
+ * the CPU the caller published it from moves off that CPU (pool.c: the scheduler had left both
+ * on one core for whole runs, halving a 2-thread pass).
  */
 #ifndef SALIENT_ENGINE_POOL_H
 #define SALIENT_ENGINE_POOL_H
@@ -29,5 +31,8 @@ void eng_pool_destroy(struct eng_pool *p);
 /* Run fn(arg, i, nparts) for i in [0, nparts) across the caller and the workers; returns when
  * all are done. One caller at a time per pool. */
 void eng_pool_run(struct eng_pool *p, int nparts, void (*fn)(void *arg, int ith, int nth), void *arg);
+
+/* How many times a worker has moved off the caller's CPU (0 for NULL): for tests and bench/. */
+long eng_pool_moves(const struct eng_pool *p);
 
 #endif
