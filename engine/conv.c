@@ -154,8 +154,9 @@ static int conv_plan(const struct eng_conv *c, const int64_t *x_ne, int nthreads
     /* A kernel's rows read in place (eng_sgemm_packed_runs) where its K is one GEMM block: the
      * stems (7x7 over 3 channels: im2col had copied 21-float runs into a 512 KiB buffer that
      * then streamed from L3) and other few-channel layers. Columns whose kernel crosses the
-     * image's left or right edge still go through im2col (zeros for the padding); the scratch
-     * is im2col's, as a strided input (a channel slice) takes im2col after all. */
+     * image's left or right edge still go through im2col (zeros for the padding). The scratch
+     * covers im2col's plan too: an input whose pixels are not contiguous (a channel slice)
+     * takes im2col after all (conv_runs). */
     if (c->pw.p && p->groups == 1 && p->dil_w == 1 && pl->ktot <= ENG_SGEMM_RUNS_MAX_K) {
         int64_t sw = p->stride_w, reach = (int64_t)(p->kw - 1) * p->dil_w;
         pl->ox_lo = (pl->pl + sw - 1) / sw;

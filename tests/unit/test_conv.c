@@ -418,6 +418,47 @@ START_TEST(padding_helpers)
 }
 END_TEST
 
+/* A few-channel convolution reads its kernel rows in place from a contiguous input and goes
+ * through im2col when the input is a channel slice of a wider buffer: the same sums in the same
+ * order, so the two outputs are identical, on 1 and 3 threads. */
+START_TEST(runs_and_strided_input)
+{
+    const int64_t n = 2, h = 13, w = 17, cin = 5, wide = 9, cout = 21;
+    struct eng_conv_params p = eng_conv_torch((int)cin, (int)cout, 3, 2, 1, 1, 1);
+    p.act = ENG_ACT_RELU;
+    float *wt = filled(cout * cin * 9, 11), *bias = filled(cout, 12), *xb = filled(n * h * w * wide, 13);
+    float *cb = malloc((size_t)(n * h * w * cin) * sizeof(float));
+    ck_assert_ptr_nonnull(cb);
+    struct eng_conv conv;
+    ck_assert_int_eq(eng_conv_init_oihw(&conv, "few", &p, wt, bias), 0);
+    struct eng_tensor xw = eng_tensor_make("xw", xb, 4, (int64_t[]){n, h, w, wide});
+    struct eng_tensor xs = eng_tensor_slice(&xw, 3, 2, cin);
+    struct eng_tensor xc = eng_tensor_make("xc", cb, 4, (int64_t[]){n, h, w, cin});
+    ck_assert_int_eq(eng_tensor_copy(&xc, &xs), 0);
+    int64_t oh, ow;
+    ck_assert_int_eq(eng_conv_out_size(&conv, h, w, &oh, &ow), 0);
+    int64_t ny = n * oh * ow * cout;
+    float *y1 = malloc((size_t)ny * sizeof(float)), *y2 = malloc((size_t)ny * sizeof(float));
+    ck_assert(y1 && y2);
+    for (int ti = 0; ti < NTHREAD_COUNTS; ti++) {
+        int nth = thread_counts[ti];
+        struct eng_ctx ctx;
+        ck_assert_int_eq(eng_ctx_init(&ctx, nth, eng_conv2d_scratch_bytes(&conv, xc.ne, nth)), 0);
+        struct eng_tensor t1 = eng_tensor_make("y1", y1, 4, (int64_t[]){n, oh, ow, cout});
+        struct eng_tensor t2 = eng_tensor_make("y2", y2, 4, (int64_t[]){n, oh, ow, cout});
+        ck_assert_msg(eng_conv2d(&ctx, &conv, &xc, &t1) == 0, "%s", eng_errmsg());
+        ck_assert_msg(eng_conv2d(&ctx, &conv, &xs, &t2) == 0, "%s", eng_errmsg());
+        ck_assert_int_eq(ctx.scratch.used, 0);
+        ck_assert_msg(memcmp(y1, y2, (size_t)ny * sizeof(float)) == 0,
+                      "%d threads: contiguous and sliced inputs gave different outputs (largest difference %g)",
+                      nth, max_rel_diff(y1, y2, ny));
+        eng_ctx_free(&ctx);
+    }
+    eng_conv_free(&conv);
+    free(wt), free(bias), free(xb), free(cb), free(y1), free(y2);
+}
+END_TEST
+
 /* With a profile on the context, each entry point adds one sample per call under the layer's
  * name, kind and batch (fused calls once, not once more for the plain convolution inside), with
  * the call's FLOPs; the output is the same as without. */
@@ -476,6 +517,7 @@ int main(void)
     tcase_add_loop_test(tc, fused_entry_points, 0, 2);
     tcase_add_test(tc, batch_dependent_path);
     tcase_add_test(tc, profile_samples);
+    tcase_add_test(tc, runs_and_strided_input);
     tcase_add_test(tc, error_shapes);
     tcase_add_test(tc, error_geometry);
     tcase_add_test(tc, padding_helpers);
