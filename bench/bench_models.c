@@ -126,18 +126,14 @@ static int read_check(const char *path, int64_t h, int64_t w, int64_t c, float *
     return 0;
 }
 
-/* --layers: reps1 passes at batch 1 and reps8 at batch 8 with the profile on, one JSON line per
- * layer and batch appended to path. */
+/* --layers: reps1 passes at batch 1 and reps8 at batch 8 with the profile on (logits into lg,
+ * room for 8), one JSON line per layer and batch appended to path. */
 static int write_layers(const char *path, const char *model, const struct mdl_model *m, struct mdl_runner *r,
-                        const float *x, int reps1, int reps8, int threads)
+                        const float *x, float *lg, int reps1, int reps8, int threads)
 {
     struct eng_profile *prof = eng_profile_new();
-    float *lg = malloc(sizeof(float) * (size_t)m->nout * 8);
-    if (!prof || !lg) {
-        eng_profile_free(prof);
-        free(lg);
-        return eng_error("--layers: out of memory");
-    }
+    if (!prof)
+        return -1;
     struct mdl_output out = {.logits = lg};
     r->ctx.prof = prof;
     int rc = 0;
@@ -161,7 +157,6 @@ static int write_layers(const char *path, const char *model, const struct mdl_mo
     if (f)
         fclose(f);
     eng_profile_free(prof);
-    free(lg);
     return rc;
 }
 
@@ -266,7 +261,7 @@ int main(int argc, char **argv)
            slash ? slash + 1 : dir, threads, 1e3 * b1, 8.0 / b8, 1e3 * b1_cpu, (double)ru.ru_maxrss / 1024.0, diff,
            eng_pool_moves(r.ctx.pool));
     free(t);
-    if (layers && write_layers(layers, slash ? slash + 1 : dir, m, &r, x, reps1, reps8, threads) < 0)
+    if (layers && write_layers(layers, slash ? slash + 1 : dir, m, &r, x, lg, reps1, reps8, threads) < 0)
         die(eng_errmsg());
     free(x);
     free(lg);

@@ -52,7 +52,6 @@ def main():
         sys.exit("layers.py: no layer lines in %s" % ", ".join(a.files))
     groups = collections.defaultdict(lambda: {"salient": 0.0, "onnxruntime": 0.0, "n": 0})
     other = collections.defaultdict(float)
-    rounds = collections.defaultdict(set)
     for (rt, model, batch, layer), r in best.items():
         kind = r.get("kind", "?")
         if not kind.startswith("conv"):
@@ -61,7 +60,6 @@ def main():
         g = groups[(model, batch, stage_of(layer), kind)]
         g[rt] += r["ms"]
         g["n"] += rt == "salient"
-        rounds[(model, batch)].add(rt)
     for model, batch in sorted({(k[0], k[1]) for k in groups}):
         print("\n%s, batch %d: convolutions, ms per pass (each layer's best round)\n" % (model, batch))
         print("| stage | kind | layers | salient ms | ORT ms | ORT / salient |")

@@ -580,6 +580,14 @@ struct im2col_job {
     int64_t per; /* floats per thread buffer */
 };
 
+/* y rows [r0, r1) through im2col into buf, then the GEMM. */
+static void im2col_gemm(const struct eng_conv *c, const struct conv_plan *pl, const struct eng_tensor *x,
+                        int64_t r0, int64_t r1, float *buf, const struct eng_tensor *y)
+{
+    im2col_rows(c, pl, x, r0, r1, buf);
+    gemm_tile(c, pl, buf, r0, r1, y);
+}
+
 static void tile_part(void *arg, int ith, int nth)
 {
     const struct im2col_job *j = arg;
@@ -588,8 +596,7 @@ static void tile_part(void *arg, int ith, int nth)
     eng_split(j->pl->ntile, ith, nth, &t0, &t1);
     for (int64_t t = t0; t < t1; t++) {
         int64_t r0 = t * j->pl->tile, r1 = r0 + j->pl->tile < j->pl->m ? r0 + j->pl->tile : j->pl->m;
-        im2col_rows(j->c, j->pl, j->x, r0, r1, buf);
-        gemm_tile(j->c, j->pl, buf, r0, r1, j->y);
+        im2col_gemm(j->c, j->pl, j->x, r0, r1, buf, j->y);
     }
 }
 
@@ -637,14 +644,10 @@ static void runs_part(void *arg, int ith, int nth)
         int64_t lo = pl->ox_lo, hi = pl->ox_hi;
         if (ky1 <= ky0 || hi < lo)
             lo = pl->ow, hi = pl->ow - 1; /* the whole row through im2col */
-        if (lo > 0) {
-            im2col_rows(c, pl, j->x, r0, r0 + lo, buf);
-            gemm_tile(c, pl, buf, r0, r0 + lo, j->y);
-        }
-        if (hi + 1 < pl->ow) {
-            im2col_rows(c, pl, j->x, r0 + hi + 1, r0 + pl->ow, buf);
-            gemm_tile(c, pl, buf, r0 + hi + 1, r0 + pl->ow, j->y);
-        }
+        if (lo > 0)
+            im2col_gemm(c, pl, j->x, r0, r0 + lo, buf, j->y);
+        if (hi + 1 < pl->ow)
+            im2col_gemm(c, pl, j->x, r0 + hi + 1, r0 + pl->ow, buf, j->y);
         if (hi >= lo)
             eng_sgemm_packed_runs(hi - lo + 1, pixel(j->x, b, iy0 + ky0 * p->dil_h, lo * p->stride_w - pl->pl), lda,
                                   run, ky1 - ky0, a_run, &c->pw, ky0 * run,

@@ -321,11 +321,9 @@ kernel_body(const bool runs, int64_t kc, int64_t run, int64_t a_run, const float
     } while (0)
     if (!runs)
         SG_STEPS(a, kc, pf_n, pf);
-    else
-        for (int64_t q = 0; q < kc; q += run) {
-            int64_t pn = pf_n - q < 0 ? 0 : pf_n - q < run ? pf_n - q : run;
-            SG_STEPS(a + q / run * a_run, run, pn, pf + q * NR);
-        }
+    else /* one K block per call (eng_sgemm_packed_runs): no next block to prefetch */
+        for (int64_t q = 0; q < kc; q += run)
+            SG_STEPS(a + q / run * a_run, run, 0, pf);
 #undef SG_STEPS
 #undef SG_STEP
 #undef SG_ROW
